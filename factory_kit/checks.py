@@ -1,0 +1,146 @@
+"""Render-time checks: catch in a second what LLaMA-Factory would reject after loading a model.
+
+Two kinds: combinations of recipe settings that cannot work together, and datasets named
+by the recipe that are missing, incomplete (a ``columns`` map without a key LLaMA-Factory
+needs surfaces only as "Cannot find valid samples"), or the wrong shape for the stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .errors import FactoryKitError
+
+# Keys LLaMA-Factory needs in a `columns` map, per formatting and kind of stage.
+REQUIRED_COLUMNS = {
+    ("alpaca", "pt"): ("prompt",),
+    ("alpaca", "sft"): ("prompt", "response"),
+    ("alpaca", "ranking"): ("prompt", "chosen", "rejected"),
+    ("alpaca", "kto"): ("prompt", "response", "kto_tag"),
+    ("sharegpt", "sft"): ("messages",),
+    ("sharegpt", "ranking"): ("messages", "chosen", "rejected"),
+    ("sharegpt", "kto"): ("messages", "kto_tag"),
+}
+SHAREGPT_TAGS = ("role_tag", "content_tag", "user_tag", "assistant_tag")
+FORMATTINGS = ("alpaca", "sharegpt", "openai")
+
+
+def check_combination(r, ctx: dict[str, Any]) -> None:
+    """Settings that cannot work together fail here, with the reason."""
+    d, where = r.data, str(r.path)
+    method, stage, hw = d["method"], d["stage"], d["hardware"]
+
+    def fail(msg: str) -> None:
+        raise FactoryKitError(f"{where}: {msg}")
+
+    if ctx["quant"] and method in ("full", "freeze"):
+        fail(f"`quant` (bitsandbytes quantisation) needs an adapter method; `method: {method}` "
+             "trains the base weights, which cannot be quantised. Use `method: qlora` or drop `quant`")
+    if method == "qlora" and hw in ("ds-z3", "ds-z3-offload") and d["quant"]["bits"] == 8:
+        fail("8-bit QLoRA does not work with DeepSpeed ZeRO-3; use `quant.bits: 4` or `hardware: ds-z2`")
+    if d["predict"]["enabled"] and hw in ("ds-z3", "ds-z3-offload"):
+        fail("`predict.enabled` (do_predict) does not work with DeepSpeed ZeRO-3; "
+             "predict with `hardware: single` or `ds-z2` after training")
+    if d["val_size"] and d["eval_datasets"]:
+        fail("set either `val_size` (split off the training data) or `eval_datasets`, not both")
+    if not 0 <= d["val_size"] < 1:
+        fail(f"`val_size: {d['val_size']}` must be a fraction in [0, 1)")
+    if stage in ("dpo", "kto") and method in ("full", "freeze") and hw == "single" and (ctx["params_b"] or 0) > 3:
+        fail(f"full-parameter {stage} needs a frozen reference copy of the model; "
+             f"a {ctx['params_b']}B model will not fit on one GPU: use `method: lora` or a DeepSpeed profile")
+    if hw == "multi-node" and d["nodes"]["count"] < 2:
+        fail("`hardware: multi-node` needs `nodes.count` of 2 or more (and nodes.master_addr)")
+    probs = d["mix"]["probs"]
+    if probs is not None:
+        if d["mix"]["strategy"] == "concat":
+            fail("`mix.probs` needs `mix.strategy: interleave_under` or `interleave_over` (concat ignores them)")
+        if len(probs) != len(d["datasets"]):
+            fail(f"`mix.probs` has {len(probs)} values for {len(d['datasets'])} datasets; give one per dataset")
+        if abs(sum(probs) - 1.0) > 1e-6:
+            fail(f"`mix.probs` must sum to 1 (they sum to {sum(probs):g})")
+    if d["thinking"] and ctx["family"] != "custom":
+        from . import catalog
+
+        fam = catalog.families().get(ctx["family"])
+        if fam is not None and fam.thinking == "none":
+            fail(f"`thinking: true` but {ctx['family']} models have no thinking mode; remove it")
+    if d["precision"] == "fp16" and method == "qlora" and d["quant"]["bits"] == 8:
+        pass  # fine, listed so the matrix stays explicit
+
+
+def _kind(stage: str) -> str:
+    return {"dpo": "ranking", "kto": "kto"}.get(stage, stage)
+
+
+def check_dataset_entry(name: str, entry: dict[str, Any], stage: str, registry_dir: Path, where: str) -> str:
+    """Check one dataset_info entry for a stage; returns its formatting."""
+    formatting = entry.get("formatting", "alpaca")
+    reg = registry.registry_path(registry_dir)
+    if formatting not in FORMATTINGS:
+        raise FactoryKitError(f"{reg}: dataset `{name}` has formatting {formatting!r}; use one of {', '.join(FORMATTINGS)}")
+    if not any(k in entry for k in ("file_name", "hf_hub_url", "ms_hub_url", "script_url", "om_hub_url", "cloud_file_name")):
+        raise FactoryKitError(f"{reg}: dataset `{name}` has no `file_name`; re-import it with `factory-kit data import`")
+    if "file_name" in entry:
+        data_path = Path(registry_dir) / entry["file_name"]
+        if not data_path.exists():
+            raise FactoryKitError(
+                f"{reg}: dataset `{name}` points to {entry['file_name']} which does not exist "
+                f"(looked for {data_path}); re-import it or fix `file_name`"
+            )
+    ranking = bool(entry.get("ranking"))
+    kind = _kind(stage)
+    if stage == "pt" and formatting != "alpaca":
+        raise FactoryKitError(
+            f"{where}: dataset `{name}` is {formatting} (conversations); `stage: pt` needs plain text "
+            "(alpaca formatting with columns: {prompt: text}); import a text corpus with `factory-kit data import`"
+        )
+    if kind == "ranking" and not ranking:
+        raise FactoryKitError(
+            f"{where}: dataset `{name}` is not a preference dataset (`ranking: true` with chosen/rejected); "
+            f"`stage: {stage}` needs one, e.g. import chosen/rejected pairs with `factory-kit data import`"
+        )
+    if kind in ("sft", "pt") and ranking:
+        raise FactoryKitError(f"{where}: dataset `{name}` holds preference pairs (ranking); use it with `stage: dpo`")
+    if kind == "kto" and "kto_tag" not in (entry.get("columns") or {}):
+        raise FactoryKitError(f"{where}: dataset `{name}` has no `columns.kto_tag`; `stage: kto` needs a kto_tag column")
+    columns = entry.get("columns")
+    fmt = "sharegpt" if formatting in ("sharegpt", "openai") else "alpaca"
+    required = REQUIRED_COLUMNS.get((fmt, kind), ())
+    if fmt == "sharegpt" and kind == "pt":
+        required = ()
+    if columns is not None:
+        missing = [c for c in required if not columns.get(c)]
+        if missing:
+            raise FactoryKitError(
+                f"{reg}: dataset `{name}` has a `columns` map without {', '.join(missing)}; LLaMA-Factory then "
+                "finds no valid samples. Write the complete map (or re-import the dataset)"
+            )
+    tags = entry.get("tags")
+    if fmt == "sharegpt" and tags is not None:
+        missing = [t for t in SHAREGPT_TAGS if not tags.get(t)]
+        if missing:
+            raise FactoryKitError(f"{reg}: dataset `{name}` has a `tags` map without {', '.join(missing)}; write all four")
+    return formatting
+
+
+def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]:
+    """Every dataset named by the recipe exists in dataset_info.json and fits the stage."""
+    import difflib
+
+    entries = registry.load(registry_dir)
+    where = r.origins.get("datasets", str(r.path))
+    formats = {}
+    for key in ("datasets", "eval_datasets"):
+        for name in r.data[key]:
+            if name not in entries:
+                close = difflib.get_close_matches(name, list(entries), n=1)
+                hint = f"; did you mean `{close[0]}`?" if close else (
+                    "; import it first with `factory-kit data import PATH --name " + name + "`")
+                raise FactoryKitError(
+                    f"{r.origins.get(key, where)}: dataset `{name}` is not in {registry.registry_path(registry_dir)}{hint}"
+                )
+            formats[name] = check_dataset_entry(name, entries[name], r.data["stage"], registry_dir,
+                                                r.origins.get(key, where))
+    return formats

@@ -1,0 +1,147 @@
+"""Run child processes (llamafactory-cli, lm-eval...) and never report a false success.
+
+Output is streamed line by line to the console (and an optional log file) while the last
+lines are kept, so a failure can name the command and its last error line.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import FactoryKitError, LaunchError
+
+_ERROR_LINE = re.compile(r"(Error|Exception|error:|ERROR|Traceback|failed|No such file)")
+# Env every child gets: no telemetry, no version nags, no tokenizer thread warnings.
+BASE_ENV = {
+    "DISABLE_VERSION_CHECK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "WANDB_DISABLED": "true",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@dataclass
+class LaunchResult:
+    command: list[str]
+    returncode: int
+    seconds: float
+    tail: list[str] = field(default_factory=list)
+
+
+def executable(name: str) -> str:
+    """Prefer the tool installed next to this Python (the project's venv), then PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise FactoryKitError(f"`{name}` not found; run `make install` (or pip install -e .) first")
+    return found
+
+
+def last_error_line(lines: Sequence[str]) -> str:
+    """The most telling line of a failed child's output: the last error-looking line."""
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line):
+            return line.strip()
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return "(no output)"
+
+
+def run(
+    command: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    echo: bool = True,
+    tail_lines: int = 200,
+    input_text: str | None = None,
+) -> LaunchResult:
+    """Run ``command``, stream its output, return the result; raise LaunchError on failure."""
+    command = [str(c) for c in command]
+    child_env = {**os.environ, **BASE_ENV, **(env or {})}
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    start = time.monotonic()
+    log = open(log_path, "a", encoding="utf-8") if log_path else None
+    try:
+        try:
+            proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=child_env,
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+        except OSError as exc:
+            raise LaunchError(f"cannot start `{shlex.join(command)}`: {exc.strerror}") from None
+        assert proc.stdout is not None
+        if input_text is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(input_text)
+            proc.stdin.close()
+        try:
+            for raw in proc.stdout:
+                # tqdm redraws with \r: keep the newest frame only.
+                line = raw.rstrip("\n").split("\r")[-1]
+                tail.append(line)
+                if log:
+                    log.write(line + "\n")
+                if echo:
+                    sys.stdout.write(line + "\n")
+                    sys.stdout.flush()
+                if on_line:
+                    on_line(line)
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    finally:
+        if log:
+            log.close()
+    result = LaunchResult(command, returncode, time.monotonic() - start, list(tail))
+    if returncode != 0:
+        raise LaunchError(
+            f"`{shlex.join(command)}` failed (exit {returncode}): {last_error_line(result.tail)}"
+        )
+    return result
+
+
+def llamafactory(
+    subcommand: str,
+    config: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    echo: bool = True,
+    input_text: str | None = None,
+) -> LaunchResult:
+    """``llamafactory-cli SUBCOMMAND [CONFIG]``."""
+    command = [executable("llamafactory-cli"), subcommand]
+    if config is not None:
+        command.append(str(config))
+    return run(command, cwd=cwd, env=env, log_path=log_path, on_line=on_line, echo=echo,
+               input_text=input_text)

@@ -1,0 +1,253 @@
+"""Render a recipe into LLaMA-Factory configs through Jinja templates.
+
+One recipe -> ``build/<recipe>/``: ``train.yaml`` (llamafactory-cli train), ``export.yaml``
+(merge), ``infer.yaml`` (chat/api), ``deepspeed.json`` for DeepSpeed profiles and
+``launch.env`` for torchrun/ray environments. Output is deterministic: same recipe,
+byte-identical files. Nothing here imports torch or llamafactory (render must be fast).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import catalog, lfargs, paths
+from . import recipe as recipe_mod
+from .checks import check_datasets, check_combination
+from .errors import FactoryKitError
+
+ADAPTER_METHODS = {"lora", "qlora", "dora"}
+_PLAIN = re.compile(r"^[A-Za-z_./][A-Za-z0-9_./,:=+-]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "~", "y", "n"}
+
+
+def to_yaml(value: Any) -> str:
+    """One YAML scalar that both YAML 1.2 and PyYAML (OmegaConf) read back as the same type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text:  # PyYAML needs "1.0e-04", not "1e-04"
+            mantissa, exp = text.split("e")
+            if "." not in mantissa:
+                mantissa += ".0"
+            sign = exp[0] if exp[0] in "+-" else "+"
+            text = f"{mantissa}e{sign}{exp.lstrip('+-')}"
+        return text
+    if isinstance(value, str):
+        if _PLAIN.match(value) and value.lower() not in _YAML_WORDS:
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=isinstance(value, dict))
+    raise FactoryKitError(f"cannot write {value!r} ({type(value).__name__}) into a config")
+
+
+@dataclass
+class Rendered:
+    recipe: recipe_mod.Recipe
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(paths.TEMPLATES_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["yaml"] = to_yaml
+    return env
+
+
+def _refuse_spaces(label: str, value: str, where: str) -> None:
+    if " " in value:
+        raise FactoryKitError(
+            f"{where}: {label} {value!r} contains a space; llamafactory-cli's torchrun re-launch "
+            "splits its command line on spaces, so rename the folder (e.g. use '-' or '_')"
+        )
+
+
+def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
+    """Everything the templates need, derived once from the recipe and the model catalog."""
+    d = r.data
+    where = str(r.path)
+    try:
+        info = catalog.resolve(d["model"], base_dir=project)
+    except FactoryKitError:
+        if not d["template"]:  # an explicit `template:` lets any model through
+            raise
+        info = None
+    family = info.family if info else None
+    template = d["template"] or family.template
+    method, stage, hardware = d["method"], d["stage"], d["hardware"]
+    train = d["train"]
+    cutoff = train["cutoff_len"] or (family.cutoff_len if family else 2048)
+    lora_target = d["lora"]["target"] or (family.lora_target if family else "all")
+    output_dir = d["output_dir"] or f"outputs/{r.name}"
+    build_rel = f"build/{r.name}"
+    for label, value in (("project folder", str(project)), ("output_dir", output_dir),
+                         ("model path", d["model"]), ("recipe path", str(r.path.resolve()))):
+        _refuse_spaces(label, value, where)
+    thinking = d["thinking"]
+    if thinking is None and family is not None and family.thinking == "optional":
+        thinking = False if stage != "pt" else None
+    quant = None
+    if method == "qlora" or (r.origins.get("quant.bits", "default") != "default"):
+        quant = d["quant"]
+    export_dir = d["export"]["dir"] or f"{output_dir}/merged"
+    ctx = {
+        "recipe_name": r.name,
+        "recipe_file": r.path.name,
+        "chain": [p.name for p in r.chain],
+        "model": d["model"],
+        "family": family.name if family else "custom",
+        "params_b": info.params_b if info else None,
+        "template": template,
+        "thinking": thinking,
+        "method": method,
+        "adapter": method in ADAPTER_METHODS,
+        "finetuning_type": "lora" if method in ADAPTER_METHODS else method,
+        "stage": stage,
+        "hardware": hardware,
+        "precision": d["precision"],
+        "quant": quant,
+        "lora": {**d["lora"], "target": lora_target},
+        "freeze": d["freeze"],
+        "pref": d["pref"],
+        "nodes": d["nodes"],
+        "predict": d["predict"],
+        "datasets": ",".join(d["datasets"]),
+        "eval_datasets": ",".join(d["eval_datasets"]),
+        "val_size": d["val_size"],
+        "mix": d["mix"],
+        "interleave_probs": ",".join(str(p) for p in d["mix"]["probs"]) if d["mix"]["probs"] else None,
+        "dataset_dir": "dataset_info",
+        "cutoff_len": cutoff,
+        "train": train,
+        "output_dir": output_dir,
+        "overwrite": d["overwrite"],
+        "build_dir": build_rel,
+        "deepspeed": f"{build_rel}/deepspeed.json" if hardware.startswith("ds-") else None,
+        "export": {**d["export"], "dir": export_dir},
+        "infer": d["infer"],
+        "overrides": d["llamafactory"],
+    }
+    return ctx
+
+
+def _kv_factory(overrides: dict[str, Any]):
+    def kv(key: str, value: Any) -> str:
+        if key in overrides:
+            return f"# {key}: set under `llamafactory:` below"
+        return f"{key}: {to_yaml(value)}"
+    return kv
+
+
+def _render_template(env: jinja2.Environment, name: str, ctx: dict[str, Any], overrides: dict) -> str:
+    template = env.get_template(name)
+    text = template.render(**ctx, kv=_kv_factory(overrides), overrides_items=sorted(overrides.items()))
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip() + "\n"
+
+
+def _parse(text: str, label: str) -> dict[str, Any]:
+    data = recipe_mod.yaml_loader().load(text)
+    if not isinstance(data, dict):
+        raise FactoryKitError(f"{label}: template produced no mapping")
+    return data
+
+
+def render(
+    recipe_path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    project: Path | None = None,
+    write: bool = True,
+    check_data: bool = True,
+) -> Rendered:
+    """Load, check and render a recipe; write ``build/<recipe>/`` unless ``write`` is False."""
+    project = project or paths.project_dir()
+    r = recipe_mod.load(recipe_path, overrides)
+    ctx = build_context(r, project)
+    check_combination(r, ctx)
+    if check_data:
+        ctx["dataset_formats"] = check_datasets(r, ctx, project / ctx["dataset_dir"])
+    env = environment()
+    out = Rendered(recipe=r, out_dir=project / ctx["build_dir"], context=ctx)
+    overrides_map = ctx["overrides"]
+    texts = {
+        "train.yaml": _render_template(env, "train.yaml.j2", ctx, overrides_map),
+        "export.yaml": _render_template(env, "export.yaml.j2", ctx, {}),
+        "infer.yaml": _render_template(env, "infer.yaml.j2", {**ctx, "merged": False}, {}),
+    }
+    if ctx["adapter"]:
+        texts["infer-merged.yaml"] = _render_template(env, "infer.yaml.j2", {**ctx, "merged": True}, {})
+    if ctx["deepspeed"]:
+        name = {"ds-z2": "z2", "ds-z3": "z3", "ds-z3-offload": "z3-offload"}[ctx["hardware"]]
+        texts["deepspeed.json"] = env.get_template(f"deepspeed/{name}.json.j2").render(**ctx).strip() + "\n"
+    launch_env = launch_environment(ctx)
+    if launch_env:
+        texts["launch.env"] = "".join(
+            [f"# Environment for llamafactory-cli train ({ctx['hardware']}), from {r.path.name}\n"]
+            + [f"{k}={v}\n" for k, v in launch_env.items()]
+        )
+    out.env = launch_env
+    for name in texts:
+        if not name.endswith(".yaml"):
+            continue
+        kind = "train" if name == "train.yaml" else "infer"
+        config = _parse(texts[name], name)
+        problems = lfargs.check(config, kind)
+        if problems:
+            origin = r.origins.get("llamafactory", str(r.path))
+            raise FactoryKitError(f"{origin}: rendered {name}: {problems[0]}" + (
+                f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+        out.configs[name] = config
+    if "deepspeed.json" in texts:
+        json.loads(texts["deepspeed.json"])  # a template bug must not reach a GPU
+    if write:
+        out.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out.out_dir.glob("*"):
+            if stale.is_file() and stale.name not in texts:
+                stale.unlink()
+        for name, text in texts.items():
+            path = out.out_dir / name
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+            out.files[name] = path
+    return out
+
+
+def launch_environment(ctx: dict[str, Any]) -> dict[str, str]:
+    """torchrun / ray variables that llamafactory-cli reads, per hardware profile."""
+    hw, nodes = ctx["hardware"], ctx["nodes"]
+    if hw.startswith("ds-"):
+        return {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(nodes["gpus_per_node"])}
+    if hw == "multi-node":
+        return {
+            "FORCE_TORCHRUN": "1",
+            "NNODES": str(nodes["count"]),
+            "NPROC_PER_NODE": str(nodes["gpus_per_node"]),
+            "MASTER_ADDR": nodes["master_addr"],
+            "MASTER_PORT": str(nodes["master_port"]),
+            "NODE_RANK": "0",
+        }
+    if hw == "ray":
+        return {"USE_RAY": "1"}
+    return {}

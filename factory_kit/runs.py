@@ -1,0 +1,218 @@
+"""Runs: train, export, chat and serve a rendered recipe through llamafactory-cli.
+
+Each run re-renders (so every launch is checked first), shells out with the rendered
+file, and records ``run.json`` next to its outputs: recipe hash, dataset hashes, package
+versions, git commit, command, start/end and exit code, so any result can be traced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import launch, paths, registry
+from .errors import FactoryKitError, LaunchError
+from .render import Rendered, render
+
+TRACKED_PACKAGES = ("factory-kit", "llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate")
+
+
+@dataclass
+class TrainResult:
+    rendered: Rendered
+    output_dir: Path
+    losses: list[tuple[int, float]]
+    eval_losses: list[tuple[int, float]]
+    seconds: float
+    run_json: Path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def dataset_hashes(rendered: Rendered, project: Path) -> dict[str, str]:
+    reg_dir = project / rendered.context["dataset_dir"]
+    entries = registry.load(reg_dir)
+    out = {}
+    for name in [*rendered.recipe.data["datasets"], *rendered.recipe.data["eval_datasets"]]:
+        file_name = entries.get(name, {}).get("file_name")
+        path = reg_dir / file_name if file_name else None
+        if path and path.is_file():
+            out[name] = _sha256(path)
+    return out
+
+
+def write_run_json(path: Path, rendered: Rendered, project: Path, command: list[str],
+                   started: float, ended: float, exit_code: int, extra: dict[str, Any] | None = None) -> Path:
+    recipe_text = "".join(p.read_text(encoding="utf-8") for p in rendered.recipe.chain)
+    record = {
+        "recipe": str(rendered.recipe.path),
+        "recipe_sha256": hashlib.sha256(recipe_text.encode()).hexdigest(),
+        "rendered": {name: _sha256(p) for name, p in rendered.files.items()},
+        "datasets": dataset_hashes(rendered, project),
+        "packages": package_versions(),
+        "git_commit": git_commit(project),
+        "command": command,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "ended": datetime.fromtimestamp(ended, timezone.utc).isoformat(),
+        "seconds": round(ended - started, 2),
+        "exit_code": exit_code,
+        **(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_losses(output_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, loss) and (step, eval_loss) pairs from LLaMA-Factory's trainer_log.jsonl."""
+    log = Path(output_dir) / "trainer_log.jsonl"
+    losses, eval_losses = [], []
+    if log.exists():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("loss") is not None:
+                losses.append((row.get("current_steps", 0), float(row["loss"])))
+            if row.get("eval_loss") is not None:
+                eval_losses.append((row.get("current_steps", 0), float(row["eval_loss"])))
+    return losses, eval_losses
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"),
+                         key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    return checkpoints[-1] if checkpoints else None
+
+
+def _launch_env(rendered: Rendered, node_rank: int | None) -> dict[str, str]:
+    env = dict(rendered.env)
+    if node_rank is not None:
+        env["NODE_RANK"] = str(node_rank)
+    if env.get("FORCE_TORCHRUN") and not shutil.which("nvidia-smi") and rendered.context["hardware"].startswith("ds-"):
+        pass  # DeepSpeed on a CPU box will fail inside llamafactory with its own message
+    return env
+
+
+def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite: bool = False,
+          resume: bool = False, node_rank: int | None = None, echo: bool = True) -> TrainResult:
+    """Render, check, and run ``llamafactory-cli train``; never report a failed run as success."""
+    project = paths.project_dir()
+    rendered = render(recipe_path, overrides, project=project)
+    output_dir = project / rendered.context["output_dir"]
+    extra: list[str] = []
+    if output_dir.exists() and any(output_dir.iterdir()) and not rendered.context["overwrite"]:
+        if resume:
+            checkpoint = last_checkpoint(output_dir)
+            if checkpoint is None:
+                raise FactoryKitError(f"{output_dir}: --resume given but there is no checkpoint-* to resume from")
+            extra.append(f"llamafactory.resume_from_checkpoint={checkpoint.relative_to(project)}")
+        elif overwrite:
+            extra.append("overwrite=true")
+        else:
+            raise FactoryKitError(
+                f"{rendered.context['output_dir']} already holds a run; pass --overwrite to replace it, "
+                "--resume to continue from its last checkpoint, or set `output_dir` in the recipe"
+            )
+    if extra:
+        rendered = render(recipe_path, (*overrides, *extra), project=project)
+    if rendered.context["overwrite"] and output_dir.exists():
+        shutil.rmtree(output_dir)  # stale checkpoints/logs from an older run must not mix in
+    train_yaml = rendered.files["train.yaml"]
+    command = [launch.executable("llamafactory-cli"), "train", str(train_yaml.relative_to(project))]
+    started = time.time()
+    exit_code = 1
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        launch.llamafactory("train", train_yaml.relative_to(project), cwd=project,
+                            env=_launch_env(rendered, node_rank), log_path=output_dir / "factory-kit.log",
+                            echo=echo)
+        exit_code = 0
+    except LaunchError:
+        exit_code = 1
+        raise
+    finally:
+        run_json = write_run_json(output_dir / "run.json", rendered, project, command, started, time.time(),
+                                  exit_code, {"kind": "train"})
+    losses, eval_losses = read_losses(output_dir)
+    if not losses:
+        raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")
+    return TrainResult(rendered, output_dir, losses, eval_losses, time.time() - started, run_json)
+
+
+def export(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, echo: bool = True) -> Path:
+    """Merge the adapter into the base model with ``llamafactory-cli export``; returns the export dir."""
+    project = paths.project_dir()
+    rendered = render(recipe_path, overrides, project=project)
+    ctx = rendered.context
+    trained = project / ctx["output_dir"]
+    if not (trained / "adapter_config.json").exists() and not (trained / "config.json").exists():
+        raise FactoryKitError(f"{ctx['output_dir']}: no trained model here yet; run `factory-kit train {recipe_path}` first")
+    export_dir = project / ctx["export"]["dir"]
+    launch.llamafactory("export", rendered.files["export.yaml"].relative_to(project), cwd=project,
+                        log_path=trained / "factory-kit.log", echo=echo)
+    if not (export_dir / "config.json").exists():
+        raise FactoryKitError(f"llamafactory-cli export exited 0 but wrote no model to {export_dir}")
+    return export_dir
+
+
+def ask(recipe_path: str | Path, question: str, overrides: tuple[str, ...] = (), *, merged: bool = False,
+        echo: bool = False) -> str:
+    """One question through ``llamafactory-cli chat``; returns the answer text."""
+    project = paths.project_dir()
+    rendered = render(recipe_path, overrides, project=project)
+    name = "infer-merged.yaml" if merged else "infer.yaml"
+    if name not in rendered.files:
+        raise FactoryKitError(f"{rendered.recipe.path}: no {name} (merged inference needs an adapter method)")
+    result = launch.llamafactory("chat", rendered.files[name].relative_to(project), cwd=project,
+                                 echo=echo, input_text=question.replace("\n", " ") + "\nexit\n")
+    text = "\n".join(result.tail)
+    if "Assistant:" not in text:
+        raise FactoryKitError(f"llamafactory-cli chat gave no answer: {launch.last_error_line(result.tail)}")
+    answer = text.split("Assistant:", 1)[1]
+    answer = answer.split("\nUser:", 1)[0]
+    return answer.strip()
+
+
+def serve(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, port: int = 8000, merged: bool = False) -> None:
+    """Serve the model on an OpenAI-compatible endpoint (``llamafactory-cli api``) until stopped."""
+    project = paths.project_dir()
+    rendered = render(recipe_path, overrides, project=project)
+    name = "infer-merged.yaml" if merged else "infer.yaml"
+    launch.llamafactory("api", rendered.files[name].relative_to(project), cwd=project,
+                        env={"API_PORT": str(port), "API_HOST": os.environ.get("API_HOST", "127.0.0.1")})
