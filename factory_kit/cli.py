@@ -193,14 +193,28 @@ def demo(recipe: str) -> None:
     run_demo(recipe, console)
 
 
-def _add_optional_groups() -> None:
-    """Stage command groups live in their own modules (data, eval...)."""
+@main.command()
+@click.option("--port", type=int, default=7860, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@friendly
+def webui(port: int, host: str) -> None:
+    """Start LLaMA-Factory's web UI on this project's datasets and rendered recipes."""
+    from .webui import start_webui
+
+    start_webui(port=port, host=host)
+
+
+def _add_stage_commands() -> None:
+    """Stage commands live in their own modules (data, evaluation); the group is assembled here."""
     from .cli_data import data
+    from .cli_eval import COMMANDS as eval_commands
 
     main.add_command(data)
+    for command in eval_commands:
+        main.add_command(command)
 
 
-_add_optional_groups()
+_add_stage_commands()
 
 if __name__ == "__main__":
     main()
