@@ -100,8 +100,8 @@ def _type_ok(value: Any, spec: dict[str, Any]) -> bool:
     return False
 
 
-def check(config: dict[str, Any], kind: str) -> list[str]:
-    """Problems with ``config`` as a ``kind`` ("train" or "infer") config, one line each."""
+def check(config: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+    """Problems with ``config`` as a ``kind`` ("train" or "infer") config: (key, one-line message)."""
     fields = snapshot()[kind]
     problems = []
     for key, value in config.items():
@@ -109,15 +109,15 @@ def check(config: dict[str, Any], kind: str) -> list[str]:
         if spec is None:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
-            problems.append(f"`{key}` is not a LLaMA-Factory {kind} argument{hint}")
+            problems.append((key, f"`{key}` is not a LLaMA-Factory {kind} argument{hint}"))
             continue
         if not _type_ok(value, spec):
             want = "/".join(spec["types"])
-            problems.append(f"`{key}`: expected {want}, got {type(value).__name__} {value!r}")
+            problems.append((key, f"`{key}`: expected {want}, got {type(value).__name__} {value!r}"))
             continue
         if spec["choices"] and value is not None and value not in spec["choices"]:
             choices = ", ".join(map(str, spec["choices"]))
-            problems.append(f"`{key}`: {value!r} is not one of: {choices}")
+            problems.append((key, f"`{key}`: {value!r} is not one of: {choices}"))
     return problems
 
 

@@ -8,6 +8,7 @@ byte-identical files. Nothing here imports torch or llamafactory (render must be
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -62,7 +63,10 @@ class Rendered:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """One Jinja environment per process (templates compile once); StrictUndefined: a
+    missing variable is an error, never an empty string."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.TEMPLATES_DIR)),
         undefined=jinja2.StrictUndefined,
@@ -215,9 +219,10 @@ def render(
         config = _parse(texts[name], name)
         problems = lfargs.check(config, kind)
         if problems:
-            origin = r.origins.get("llamafactory", str(r.path))
-            raise FactoryKitError(f"{origin}: rendered {name}: {problems[0]}" + (
-                f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+            key, message = problems[0]
+            origin = r.origins.get(f"llamafactory.{key}", str(r.path))
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise FactoryKitError(f"{origin}: `llamafactory.{key}` in rendered {name}: {message}{more}")
         out.configs[name] = config
     if "deepspeed.json" in texts:
         json.loads(texts["deepspeed.json"])  # a template bug must not reach a GPU

@@ -51,3 +51,50 @@ def write_train_yaml(path: Path, model: Path, dataset: str, dataset_dir: Path, o
 
     path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in lines.items()))
     return path
+
+
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
+SHAREGPT = {"columns": {"messages": "conversations", "system": "system"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+
+
+def fake_registry(project: Path) -> Path:
+    """A dataset_info.json with one dataset of every shape the recipes name (tiny files)."""
+    import json
+
+    data = project / "data"
+    data.mkdir(exist_ok=True)
+    rows = {
+        "qa": [{"instruction": f"黄芪的功效{i}？", "input": "", "output": "补气升阳，固表止汗。", "system": ""} for i in range(8)],
+        "chat": [{"conversations": [{"from": "human", "value": "头痛怎么办？"}, {"from": "gpt", "value": "请先测血压。"}],
+                  "system": ""} for _ in range(8)],
+        "text": [{"text": "【黄芪】味甘，微温。归脾、肺经。补气升阳。"} for _ in range(8)],
+        "pref": [{"instruction": "感冒能用抗生素吗？", "input": "", "chosen": "病毒性感冒一般不需要。", "rejected": "必须用。"}
+                 for _ in range(8)],
+        "kto": [{"instruction": "感冒能用抗生素吗？", "input": "", "output": "一般不需要。", "label": True} for _ in range(8)],
+    }
+    for name, items in rows.items():
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items),
+                                            encoding="utf-8")
+    entries = {
+        "tcm_qa_train": {"file_name": "../data/qa.jsonl", "columns": ALPACA_COLUMNS},
+        "tcm_qa_val": {"file_name": "../data/qa.jsonl", "columns": ALPACA_COLUMNS},
+        "medical_o1_cot": {"file_name": "../data/qa.jsonl", "columns": ALPACA_COLUMNS},
+        "tcm_consultations": {"file_name": "../data/chat.jsonl", "formatting": "sharegpt", **SHAREGPT},
+        "tcm_herbs": {"file_name": "../data/text.jsonl", "columns": {"prompt": "text"}},
+        "tcm_pref": {"file_name": "../data/pref.jsonl", "ranking": True,
+                     "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
+        "tcm_kto": {"file_name": "../data/kto.jsonl",
+                    "columns": {"prompt": "instruction", "query": "input", "response": "output", "kto_tag": "label"}},
+    }
+    reg = project / "dataset_info"
+    reg.mkdir(exist_ok=True)
+    (reg / "dataset_info.json").write_text(json.dumps(entries, ensure_ascii=False, indent=2), encoding="utf-8")
+    return reg
+
+
+@pytest.fixture
+def registry_project(project) -> Path:
+    """A project whose dataset_info.json has every dataset the shipped recipes name."""
+    fake_registry(project)
+    return project

@@ -1,0 +1,133 @@
+"""Recipe loading: extends, overrides, schema errors, and the bad-recipe corpus."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from factory_kit import recipe as recipe_mod
+from factory_kit.cli import main
+from factory_kit.errors import FactoryKitError
+from factory_kit.render import render
+
+BAD = Path(__file__).parent / "bad_recipes"
+
+# file -> fragments the one-line message must contain
+BAD_CASES = {
+    "typo_key.yaml": ["typo_key.yaml", "unknown key `trian`", "did you mean `train`"],
+    "typo_nested.yaml": ["typo_nested.yaml", "`train.lerning_rate`", "did you mean `learning_rate`"],
+    "wrong_type.yaml": ["wrong_type.yaml", "`train.learning_rate` must be a integer or number", "'1e-4'", "unquoted"],
+    "wrong_choice.yaml": ["`method: lroa` is not one of", "did you mean `lora`"],
+    "unknown_model.yaml": ["TotallyUnknownModel", "models.yaml"],
+    "unknown_dataset.yaml": ["`tcm_qa_trian` is not in", "did you mean `tcm_qa_train`"],
+    "missing_parent.yaml": ["missing_parent.yaml", "`extends: no-such-parent.yaml` not found"],
+    "cycle_a.yaml": ["makes a cycle", "cycle_a.yaml -> ", "cycle_b.yaml"],
+    "quant_full.yaml": ["`quant`", "method: full", "qlora"],
+    "predict_z3.yaml": ["do_predict", "ZeRO-3"],
+    "val_and_eval.yaml": ["either `val_size`", "`eval_datasets`"],
+    "sharegpt_pt.yaml": ["`tcm_consultations` is sharegpt", "`stage: pt` needs plain text"],
+    "dpo_plain.yaml": ["`tcm_qa_train` is not a preference dataset", "stage: dpo"],
+    "baichuan.yaml": ["Baichuan", "template"],
+    "bad_raw_key.yaml": ["bad_raw_key.yaml", "`enable_liger_kernal` is not a LLaMA-Factory train argument",
+                         "did you mean `enable_liger_kernel`"],
+    "bad_raw_type.yaml": ["`lora_rank`: expected int", "'sixteen'"],
+    "invalid_yaml.yaml": ["invalid_yaml.yaml:", "invalid YAML"],
+    "missing_model.yaml": ["`model` is required"],
+    "multinode_one.yaml": ["multi-node", "nodes.count"],
+    "mix_probs.yaml": ["`mix.probs` has 1 values for 2 datasets"],
+    "thinking_none.yaml": ["thinking: true", "no thinking mode"],
+    "with space/ok.yaml": ["contains a space", "torchrun", "splits"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CASES))
+def test_bad_recipe_gets_one_clear_line(registry_project, name):
+    """Through the real CLI: exit non-zero, one line on stderr, no traceback."""
+    shutil.copytree(BAD, registry_project / "bad", dirs_exist_ok=True)
+    result = CliRunner().invoke(main, ["check", f"bad/{name}"])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert "Traceback" not in message
+    assert len(message.splitlines()) == 1, message
+    for fragment in BAD_CASES[name]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_extends_merges_maps_and_replaces_lists(tmp_path):
+    (tmp_path / "parent.yaml").write_text(
+        "model: Qwen/Qwen2.5-7B-Instruct\ndatasets: [a, b]\ntrain: {epochs: 3, learning_rate: 1e-4}\n")
+    (tmp_path / "child.yaml").write_text("extends: parent.yaml\ndatasets: [c]\ntrain: {epochs: 1}\n")
+    r = recipe_mod.load(tmp_path / "child.yaml")
+    assert r.data["datasets"] == ["c"]
+    assert r.data["train"]["epochs"] == 1
+    assert r.data["train"]["learning_rate"] == pytest.approx(1e-4)  # YAML 1.2: a float, not "1e-4"
+    assert isinstance(r.data["train"]["learning_rate"], float)
+    assert r.origins["train.epochs"].endswith("child.yaml")
+    assert r.origins["train.learning_rate"].endswith("parent.yaml")
+    assert r.origins["train.batch_size"] == "default"
+
+
+def test_set_overrides_are_typed(tmp_path):
+    (tmp_path / "r.yaml").write_text("model: Qwen/Qwen2.5-7B-Instruct\ndatasets: [a]\n")
+    r = recipe_mod.load(tmp_path / "r.yaml", ["train.learning_rate=5e-5", "train.gradient_checkpointing=false",
+                                              "lora.rank=64", "datasets=[x, y]"])
+    assert r.data["train"]["learning_rate"] == pytest.approx(5e-5)
+    assert r.data["train"]["gradient_checkpointing"] is False
+    assert r.data["lora"]["rank"] == 64
+    assert r.data["datasets"] == ["x", "y"]
+    assert r.origins["lora.rank"] == "--set"
+    with pytest.raises(FactoryKitError, match="did you mean `rank`"):
+        recipe_mod.load(tmp_path / "r.yaml", ["lora.rnak=8"])
+    with pytest.raises(FactoryKitError, match="expected KEY=VALUE"):
+        recipe_mod.load(tmp_path / "r.yaml", ["lora.rank"])
+
+
+def test_show_annotates_origins(registry_project):
+    result = CliRunner().invoke(main, ["show", "recipes/demo-tiny.yaml", "--set", "train.epochs=7"])
+    assert result.exit_code == 0, result.output
+    assert "epochs: 7  # from --set" in result.output
+    assert "model: models/tiny-qwen2  # from recipes/demo-tiny.yaml" in result.output
+    assert "rank: 8  # from recipes/demo-tiny.yaml" in result.output
+    assert "scheduler: cosine  # from recipes/base.yaml" in result.output
+    assert "eval_datasets:" in result.output and "# from recipes/tcm-lora.yaml" in result.output
+
+
+def test_ls_and_new(registry_project, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps long family names in narrow tables
+    runner = CliRunner()
+    out = runner.invoke(main, ["ls"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    for word in ("qwen2.5", "deepseek-r1-distill-qwen", "qlora", "ds-z3-offload", "tcm-lora.yaml", "kto"):
+        assert word in out.output
+    made = runner.invoke(main, ["new", "--model", "Qwen/Qwen3-8B", "--method", "qlora", "--stage", "sft",
+                                "--dataset", "tcm_qa_train", "--name", "q3"])
+    assert made.exit_code == 0, made.output
+    checked = runner.invoke(main, ["check", "recipes/q3.yaml"])
+    assert checked.exit_code == 0, checked.output
+    assert "qwen3" in checked.output
+    again = runner.invoke(main, ["new", "--model", "Qwen/Qwen3-8B", "--name", "q3"])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_render_does_not_import_torch_or_llamafactory(registry_project):
+    code = ("import sys; from factory_kit.render import render; render('recipes/tcm-lora.yaml'); "
+            "bad = [m for m in ('torch', 'llamafactory', 'transformers') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=registry_project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cli_render_writes_files(registry_project):
+    result = CliRunner().invoke(main, ["render", "recipes/tcm-full-z3.yaml"])
+    assert result.exit_code == 0, result.output
+    out = registry_project / "build" / "tcm-full-z3"
+    assert sorted(p.name for p in out.iterdir()) == ["deepspeed.json", "export.yaml", "infer.yaml", "launch.env",
+                                                     "train.yaml"]
+    assert "FORCE_TORCHRUN=1" in (out / "launch.env").read_text()
+    assert "NPROC_PER_NODE=8" in (out / "launch.env").read_text()
+    assert render("recipes/tcm-full-z3.yaml").configs["train.yaml"]["deepspeed"] == "build/tcm-full-z3/deepspeed.json"
