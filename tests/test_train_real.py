@@ -1,0 +1,61 @@
+"""Rendered configs train for real: llamafactory-cli on the tiny model, sft / pt / dpo, and failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from factory_kit import runs
+from factory_kit.cli import main
+from factory_kit.errors import FactoryKitError, LaunchError
+
+FAST = ["train.epochs=2", "train.batch_size=4", "train.cutoff_len=64", "train.logging_steps=1",
+        "train.eval_steps=2"]
+
+
+@pytest.fixture
+def tiny_project(registry_project, tiny_model):
+    (registry_project / "models").mkdir()
+    (registry_project / "models" / "tiny-qwen2").symlink_to(tiny_model)
+    return registry_project
+
+
+@pytest.mark.parametrize("stage,data", [("sft", "tcm_qa_train"), ("pt", "tcm_herbs"), ("dpo", "tcm_pref")])
+def test_rendered_config_trains(tiny_project, stage, data):
+    sets = [*FAST, f"stage={stage}", f"datasets=[{data}]"]
+    if stage != "sft":
+        sets.append("eval_datasets=[]")
+    result = runs.train("recipes/demo-tiny.yaml", tuple(sets))
+    assert result.losses, "no loss logged"
+    assert (result.output_dir / "adapter_model.safetensors").exists()
+    if stage == "sft":
+        assert result.eval_losses, "eval loss not logged"
+        assert result.losses[-1][1] < result.losses[0][1], result.losses
+    record = json.loads(result.run_json.read_text())
+    assert record["exit_code"] == 0 and record["datasets"] and record["packages"]["llamafactory"] == "0.9.5"
+
+
+def test_failed_child_fails_loudly(tiny_project):
+    """A config LLaMA-Factory rejects at run time: non-zero exit, the command and its last error line."""
+    with pytest.raises(LaunchError) as err:
+        runs.train("recipes/demo-tiny.yaml", (*FAST, "llamafactory={lora_target: no_such_proj}"))
+    message = str(err.value)
+    assert "llamafactory-cli train build/demo-tiny/train.yaml" in message
+    assert "failed (exit 1)" in message
+    assert "no_such_proj" in message
+    record = json.loads((tiny_project / "outputs" / "demo-tiny" / "run.json").read_text())
+    assert record["exit_code"] == 1
+
+
+def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
+    runner = CliRunner()
+    bad = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", "--set", "llamafactory={lora_target: nope}"])
+    assert bad.exit_code == 1
+    assert bad.output.strip().splitlines()[-1].startswith("error: `")
+    sets = ["--set", "overwrite=false"]
+    refused = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", *sets])
+    assert refused.exit_code == 2 and "already holds a run" in refused.output
+    with pytest.raises(FactoryKitError, match="no checkpoint"):
+        runs.train("recipes/demo-tiny.yaml", ("overwrite=false",), resume=True)
