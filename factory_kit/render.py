@@ -92,7 +92,7 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     d = r.data
     where = str(r.path)
     try:
-        info = catalog.resolve(d["model"], base_dir=project)
+        info = catalog.resolve(d["model"], base_dir=project, strict=not d["template"])
     except FactoryKitError:
         if not d["template"]:  # an explicit `template:` lets any model through
             raise
