@@ -1,0 +1,179 @@
+"""`factory-kit eval`, `compare`, `report`: parse arguments, call factory_kit.evaluate, print."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FactoryKitError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def friendly(fn):
+    """FactoryKitError -> one red line and a non-zero exit (same as cli.friendly; imported lazily there)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FactoryKitError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+    return wrapper
+
+
+def _accuracy_table(result: dict, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("benchmark", "left"), ("subject", "left"), ("n", "right"), ("accuracy %", "right")):
+        table.add_column(col, justify=justify)
+    for bench, b in result["benchmarks"].items():
+        for subject, s in b["subjects"].items():
+            table.add_row(bench, subject, str(s["n"]), f"{100 * s['accuracy']:.1f}")
+        if len(b["subjects"]) > 1:
+            table.add_row(f"[bold]{bench}[/]", "(all)", str(b["n"]), f"[bold]{100 * b['accuracy']:.1f}[/]")
+    o = result["overall"]
+    table.add_row("[bold]overall[/]", "", str(o["n"]), f"[bold]{100 * o['accuracy']:.1f}[/]")
+    return table
+
+
+@click.command("eval")
+@click.argument("recipe", required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
+@click.option("--benchmark", "-b", "benchmarks", multiple=True, metavar="FILE_OR_NAME",
+              help="Benchmark file, or NAME in data/benchmarks/ (repeatable; default: every file there).")
+@click.option("--shots", type=click.IntRange(0, 5), default=0, show_default=True, help="Few-shot examples per item.")
+@click.option("--mode", type=click.Choice(["loglikelihood", "generate"]), default=None,
+              help="Score by answer log-likelihood, or generate (think, then answer) and extract the letter. "
+                   "Default: generate for reasoning models (catalog `thinking`), else loglikelihood.")
+@click.option("--merged", is_flag=True, help="Evaluate the exported (merged) model instead of base + adapter.")
+@click.option("--model", default=None, help="Evaluate this model (folder or HF id) instead of the recipe's.")
+@click.option("--adapter", default=None, help="With --model: a PEFT adapter folder to load on top.")
+@click.option("--baseline", is_flag=True, help="Also evaluate the base model on the same items; write a before/after report.")
+@click.option("--out", default=None, help="Results folder (default outputs/<recipe>/eval).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:0... (default: cuda when nvidia-smi exists).")
+@click.option("--batch-size", default="8", show_default=True, help="lm-eval batch size (or 'auto').")
+@click.option("--limit", type=int, default=None, help="At most N items per subject (smoke tests).")
+@click.option("--max-gen-tokens", type=int, default=1024, show_default=True, help="Generate mode: token budget.")
+@click.option("--no-benchmarks", is_flag=True, help="Skip the multiple-choice benchmarks.")
+@click.option("--predict", is_flag=True, help="Generation metrics (BLEU-4, ROUGE) via do_predict on the eval split.")
+@click.option("--predict-dataset", "predict_datasets", multiple=True,
+              help="Dataset(s) for --predict (default: the recipe's eval_datasets).")
+@click.option("--max-samples", type=int, default=None, help="--predict: at most N rows.")
+@click.option("--max-new-tokens", type=int, default=None, help="--predict: tokens per answer (default: recipe).")
+@click.option("--judge", is_flag=True, help="Score the --predict answers with an LLM judge (openai-compatible).")
+@click.option("--judge-model", default=None, help="Judge model (default: env FACTORY_KIT_JUDGE_MODEL).")
+@click.option("--judge-base-url", default=None, help="Judge endpoint (default: env FACTORY_KIT_JUDGE_BASE_URL).")
+@friendly
+def eval_cmd(recipe, overrides, benchmarks, shots, mode, merged, model, adapter, baseline, out, device, batch_size,
+             limit, max_gen_tokens, no_benchmarks, predict, predict_datasets, max_samples, max_new_tokens, judge,
+             judge_model, judge_base_url) -> None:
+    """Evaluate RECIPE's fine-tuned model (or --model [--adapter]) on medical benchmarks.
+
+    \b
+    factory-kit eval recipes/tcm-lora.yaml --baseline            before/after on data/benchmarks/*
+    factory-kit eval recipes/tcm-lora.yaml -b cmexam --shots 5   one benchmark, 5-shot
+    factory-kit eval --model Qwen/Qwen2.5-7B-Instruct -b exam.jsonl
+    factory-kit eval recipes/tcm-lora.yaml --no-benchmarks --predict --judge
+    """
+    from . import evaluate
+    from .evaluate import benchmarks as bm
+
+    p = evaluate.plan(recipe, overrides, merged=merged, model=model, adapter=adapter, baseline=baseline, out=out)
+    mode = mode or p.mode
+    written: list[Path] = []
+    results: dict[str, Path] = {}
+    if not no_benchmarks:
+        try:
+            benches = bm.resolve_benchmarks(benchmarks)
+        except FactoryKitError:
+            if benchmarks or not (predict or judge):
+                raise
+            benches = []
+        if benches:
+            for target in p.targets:
+                bm.check_model_dirs(target.model, target.adapter)
+            console.print(f"[bold]benchmarks[/]: {', '.join(f'{b.name} ({len(b.items)} items)' for b in benches)}; "
+                          f"{mode}, {shots}-shot -> {p.out_dir}")
+            for target in p.targets:
+                console.print(f"[bold]evaluating {target.label}[/]: {target.model}"
+                              + (f" + {target.adapter}" if target.adapter else ""))
+                path = bm.evaluate(benches, target.model, target.adapter, p.out_dir, label=target.label, shots=shots,
+                                   mode=mode, device=device, batch_size=batch_size, max_gen_tokens=max_gen_tokens,
+                                   limit=limit, extra={"recipe": p.recipe_name})
+                results[target.label] = path
+                written.append(path)
+                console.print(_accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))
+            if baseline:
+                from .evaluate.compare import compare as do_compare
+
+                tuned = p.targets[-1].label
+                md, png = do_compare(results["base"], results[tuned], p.out_dir / "before-after",
+                                     title=f"{p.recipe_name or 'model'}: base vs {tuned}")
+                written += [md, png]
+                console.print(md.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
+    if predict or judge:
+        from .evaluate import generation
+
+        if p.rendered is None:
+            raise FactoryKitError("--predict/--judge need a RECIPE (its template, eval datasets and output_dir)")
+        target = p.targets[-1]
+        pred_dir = p.out_dir / "generation"
+        if predict or not (pred_dir / "generated_predictions.jsonl").is_file():
+            metrics = generation.predict(p.rendered, target.model, target.adapter, pred_dir,
+                                         datasets=list(predict_datasets) or None, max_samples=max_samples,
+                                         max_new_tokens=max_new_tokens)
+            console.print(generation.metrics_table(metrics))
+            written += [pred_dir / "generation.json", pred_dir / "generated_predictions.jsonl"]
+        if judge:
+            from .evaluate import judge as judge_mod
+
+            summary = judge_mod.judge_predictions(pred_dir / "generated_predictions.jsonl", p.out_dir / "judge",
+                                                  model=judge_model, base_url=judge_base_url)
+            console.print(judge_mod.summary_line(summary))
+            written.append(p.out_dir / "judge" / "judge.json")
+    if not written:
+        raise FactoryKitError("nothing evaluated: no benchmarks (or --no-benchmarks) and no --predict/--judge")
+    for path in written:
+        console.print(f"[green]wrote[/] {path}")
+
+
+@click.command()
+@click.argument("a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output prefix: writes OUT.md, OUT.png, OUT.json (default: compare-<A>-vs-<B> beside B).")
+@click.option("--label-a", default=None, help="Column name for A (default: its label).")
+@click.option("--label-b", default=None, help="Column name for B.")
+@friendly
+def compare(a: Path, b: Path, out: Path | None, label_a: str | None, label_b: str | None) -> None:
+    """Compare two benchmark result files A (before) and B (after): table + bar chart."""
+    from .evaluate.compare import compare as do_compare
+
+    out = out or b.parent / f"compare-{a.stem}-vs-{b.stem}"
+    md, png = do_compare(a, b, out, labels=(label_a, label_b))
+    console.print(md.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {md}\n[green]wrote[/] {png}")
+
+
+@click.command()
+@click.argument("run")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Report folder (default: <output_dir>/report).")
+@click.option("--no-html", is_flag=True, help="Markdown only.")
+@friendly
+def report(run: str, out: Path | None, no_html: bool) -> None:
+    """Training report for RUN (a recipe, or an output folder with run.json): Markdown + HTML + PNG."""
+    from .evaluate.report import build_report
+
+    written = build_report(run, out=out, html=not no_html)
+    for path in written:
+        console.print(f"[green]wrote[/] {path}")
+
+
+COMMANDS = [eval_cmd, compare, report]

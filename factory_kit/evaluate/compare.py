@@ -1,0 +1,217 @@
+"""Compare two benchmark result files: a paper-style table (rows = subjects, columns = runs,
+difference highlighted) in Markdown, and a grouped bar chart PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FactoryKitError
+from .benchmarks import load_result
+
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+             "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
+
+
+@dataclass
+class Row:
+    key: str          # short ASCII key used on the chart when no CJK font is installed
+    benchmark: str
+    subject: str      # "" for a benchmark total, "overall" for the grand total
+    n: int
+    a: float | None
+    b: float | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+    @property
+    def label(self) -> str:
+        if self.subject == "overall":
+            return "Overall"
+        return f"{self.benchmark} (all)" if not self.subject else f"{self.benchmark} / {self.subject}"
+
+
+def table_rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    benches = sorted(set(a["benchmarks"]) | set(b["benchmarks"]))
+    for bi, bench in enumerate(benches, 1):
+        ra, rb = a["benchmarks"].get(bench, {}), b["benchmarks"].get(bench, {})
+        subjects = sorted(set(ra.get("subjects", {})) | set(rb.get("subjects", {})))
+        for si, subject in enumerate(subjects, 1):
+            sa, sb = ra.get("subjects", {}).get(subject), rb.get("subjects", {}).get(subject)
+            rows.append(Row(f"B{bi}.S{si}", bench, subject, (sa or sb)["n"],
+                            sa["accuracy"] if sa else None, sb["accuracy"] if sb else None))
+        if len(subjects) > 1 or len(benches) > 1:
+            rows.append(Row(f"B{bi}", bench, "", (ra or rb)["n"], ra.get("accuracy"), rb.get("accuracy")))
+    rows.append(Row("ALL", "", "overall", a["overall"]["n"], a["overall"]["accuracy"], b["overall"]["accuracy"]))
+    return rows
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _delta(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    points = 100 * value
+    if abs(points) < 0.05:
+        return "0.0"
+    return f"**{points:+.1f}** {'▲' if points > 0 else '▼'}"
+
+
+def _items(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str], bool] | None:
+    name = result.get("items_file")
+    if not name:
+        return None
+    path = result_path.parent / name
+    if not path.is_file():
+        return None
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[(row["benchmark"], str(row["id"]))] = bool(row["correct"])
+    return out
+
+
+def mcnemar_p(better: int, worse: int) -> float:
+    """Two-sided exact McNemar test (binomial on the discordant pairs)."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    k = min(better, worse)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired(a_items, b_items) -> dict[str, Any] | None:
+    if a_items is None or b_items is None:
+        return None
+    common = set(a_items) & set(b_items)
+    if not common:
+        return None
+    better = sum(1 for k in common if b_items[k] and not a_items[k])
+    worse = sum(1 for k in common if a_items[k] and not b_items[k])
+    return {"items": len(common), "only_a": len(set(a_items) - common), "only_b": len(set(b_items) - common),
+            "fixed": better, "broken": worse, "mcnemar_p": mcnemar_p(better, worse)}
+
+
+def describe(result: dict[str, Any]) -> str:
+    model = result.get("model", "?")
+    adapter = result.get("adapter")
+    text = f"`{model}`" + (f" + adapter `{adapter}`" if adapter else "")
+    return f"{text}; {result.get('mode', 'loglikelihood')}, {result.get('shots', 0)}-shot"
+
+
+def cjk_font() -> str | None:
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in names), None)
+
+
+def _needs_cjk(text: str) -> bool:
+    return any(ord(ch) > 0x2E7F for ch in text)
+
+
+def bar_chart(rows: list[Row], labels: tuple[str, str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    font = cjk_font()
+    use_keys = font is None and any(_needs_cjk(r.label) for r in rows)
+    names = [r.key if use_keys and r.subject != "overall" else r.label for r in rows]
+    if font:
+        plt.rcParams["font.sans-serif"] = [font, *plt.rcParams["font.sans-serif"]]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5))
+    width = 0.38
+    xs = range(len(rows))
+    a_vals = [100 * (r.a or 0) for r in rows]
+    b_vals = [100 * (r.b or 0) for r in rows]
+    bars_a = ax.bar([x - width / 2 for x in xs], a_vals, width, label=labels[0], color="#9aa5b1")
+    bars_b = ax.bar([x + width / 2 for x in xs], b_vals, width, label=labels[1], color="#2f7ed8")
+    for bar_a, bar_b, row in zip(bars_a, bars_b, rows):
+        if row.delta is not None:
+            points = 100 * row.delta
+            color = "#1a7f37" if points > 0.05 else "#cf222e" if points < -0.05 else "#57606a"
+            top = max(bar_a.get_height(), bar_b.get_height())
+            ax.text(bar_b.get_x(), top + 1.5, f"{points:+.1f}", ha="center", fontsize=8, color=color)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center",
+                       fontsize=8)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 110)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
+            labels: tuple[str | None, str | None] = (None, None), title: str | None = None) -> tuple[Path, Path]:
+    """Write ``OUT.md`` and ``OUT.png`` comparing result A (before) with B (after)."""
+    a_path, b_path, out = Path(a_path), Path(b_path), Path(out)
+    a, b = load_result(a_path), load_result(b_path)
+    label_a = labels[0] or a.get("label") or a_path.stem
+    label_b = labels[1] or b.get("label") or b_path.stem
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    rows = table_rows(a, b)
+    if out.suffix in (".md", ".png"):
+        out = out.with_suffix("")
+    md_path, png_path = out.with_suffix(".md"), out.with_suffix(".png")
+    title = title or f"{label_a} vs {label_b}"
+    bar_chart(rows, (label_a, label_b), png_path, title)
+
+    lines = [f"# {title}", "",
+             f"- **{label_a}** (A): {describe(a)} (`{a_path.name}`)",
+             f"- **{label_b}** (B): {describe(b)} (`{b_path.name}`)", ""]
+    warnings = []
+    for bench in sorted(set(a["benchmarks"]) & set(b["benchmarks"])):
+        ha = a.get("benchmark_files", {}).get(bench, {}).get("sha256")
+        hb = b.get("benchmark_files", {}).get(bench, {}).get("sha256")
+        if ha and hb and ha != hb:
+            warnings.append(f"benchmark `{bench}` differs between the runs (file hashes differ): "
+                            "the rows are not the same items")
+    for bench in sorted(set(a["benchmarks"]) ^ set(b["benchmarks"])):
+        warnings.append(f"benchmark `{bench}` is in only one of the runs")
+    if a.get("shots") != b.get("shots") or a.get("mode") != b.get("mode"):
+        warnings.append("the runs used different shots/mode: the difference is not only the model")
+    for w in warnings:
+        lines.append(f"> **Warning:** {w}")
+    if warnings:
+        lines.append("")
+    lines += [f"| Key | Benchmark / subject | N | {label_a} (%) | {label_b} (%) | Δ (points) |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        name = f"**{r.label}**" if not r.subject or r.subject == "overall" else r.label
+        lines.append(f"| {r.key} | {name} | {r.n} | {_pct(r.a)} | {_pct(r.b)} | {_delta(r.delta)} |")
+    lines.append("")
+    pair = paired(_items(a, a_path), _items(b, b_path))
+    if pair:
+        lines.append(f"Paired over {pair['items']} common items: {pair['fixed']} fixed (wrong in A, right in B), "
+                     f"{pair['broken']} broken (right in A, wrong in B); exact McNemar p = {pair['mcnemar_p']:.3g}"
+                     + (" (not significant at 0.05)" if pair["mcnemar_p"] >= 0.05 else "") + ".")
+        lines.append("")
+    lines += [f"![{title}]({png_path.name})", ""]
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(lines), encoding="utf-8")
+    summary = {"a": str(a_path), "b": str(b_path), "labels": [label_a, label_b], "paired": pair,
+               "rows": [{"key": r.key, "benchmark": r.benchmark, "subject": r.subject, "n": r.n,
+                         "a": r.a, "b": r.b, "delta": r.delta} for r in rows]}
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not rows:
+        raise FactoryKitError("nothing to compare")
+    return md_path, png_path
