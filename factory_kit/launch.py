@@ -77,6 +77,11 @@ def run(
     """Run ``command``, stream its output, return the result; raise LaunchError on failure."""
     command = [str(c) for c in command]
     child_env = {**os.environ, **BASE_ENV, **(env or {})}
+    # llamafactory-cli re-launches itself with `torchrun` from PATH: make the venv's bin visible
+    # even when factory-kit was started as .venv/bin/factory-kit without activating the venv.
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in child_env.get("PATH", "").split(os.pathsep):
+        child_env["PATH"] = os.pathsep.join([venv_bin, child_env.get("PATH", "")])
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     start = time.monotonic()
     log = open(log_path, "a", encoding="utf-8") if log_path else None

@@ -124,8 +124,6 @@ def _launch_env(rendered: Rendered, node_rank: int | None) -> dict[str, str]:
     env = dict(rendered.env)
     if node_rank is not None:
         env["NODE_RANK"] = str(node_rank)
-    if env.get("FORCE_TORCHRUN") and not shutil.which("nvidia-smi") and rendered.context["hardware"].startswith("ds-"):
-        pass  # DeepSpeed on a CPU box will fail inside llamafactory with its own message
     return env
 
 
@@ -170,7 +168,7 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
         run_json = write_run_json(output_dir / "run.json", rendered, project, command, started, time.time(),
                                   exit_code, {"kind": "train"})
     losses, eval_losses = read_losses(output_dir)
-    if not losses:
+    if not losses and not (node_rank or 0) > 0:  # only the main node writes trainer_log.jsonl
         raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")
     return TrainResult(rendered, output_dir, losses, eval_losses, time.time() - started, run_json)
 

@@ -121,6 +121,8 @@ def build(target: Path, *, force: bool = False, seed: int = 0) -> tuple[Path, bo
     (tmp / STAMP).write_text(
         json.dumps({"fingerprint": fingerprint(files), "config": MODEL_CONFIG, "vocab": len(hf_tokenizer)}, indent=2)
     )
+    if target.is_symlink():
+        target.unlink()
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target, True

@@ -59,3 +59,31 @@ def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
     assert refused.exit_code == 2 and "already holds a run" in refused.output
     with pytest.raises(FactoryKitError, match="no checkpoint"):
         runs.train("recipes/demo-tiny.yaml", ("overwrite=false",), resume=True)
+
+
+def test_multi_node_torchrun_two_nodes_on_loopback(tiny_project, tmp_path, tiny_model):
+    """hardware: multi-node for real: two `factory-kit train --node-rank` processes rendezvous on 127.0.0.1."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node1 = tmp_path / "node1"
+    shutil.copytree(tiny_project, node1, symlinks=True)
+    sets = [*FAST, "train.epochs=1", "eval_datasets=[]", "hardware=multi-node", "nodes.count=2",
+            "nodes.backend=gloo", f"nodes.master_port={port}"]
+    args = [a for s in sets for a in ("--set", s)]
+    exe = str(Path(sys.executable).parent / "factory-kit")
+    procs = [subprocess.Popen([exe, "train", "recipes/demo-tiny.yaml", *args, "--node-rank", str(rank)], cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**__import__("os").environ, "FACTORY_KIT_PROJECT": str(cwd)})
+             for rank, cwd in ((0, tiny_project), (1, node1))]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert "trained" in outputs[0] and "node 1 finished" in outputs[1]
+    assert "NNODES=2" in (tiny_project / "build" / "demo-tiny" / "launch.env").read_text()
+    assert (tiny_project / "outputs" / "demo-tiny" / "adapter_model.safetensors").exists()
