@@ -1,0 +1,367 @@
+"""`factory-kit report RUN`: one Markdown (+ HTML) page per training run.
+
+Recipe, rendered config, dataset cards (rows, file, hash, text lengths), loss and eval-loss
+curves (PNG, from LLaMA-Factory's ``trainer_log.jsonl``), benchmark / generation / judge
+results found under ``<output_dir>/eval/``, and the versions and hashes from ``run.json``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .. import paths, registry
+from ..errors import FactoryKitError
+
+
+def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
+    """(output_dir, run.json record, Rendered or None) for a recipe or an output folder."""
+    candidate = Path(run).expanduser()
+    if not candidate.is_absolute():
+        candidate = project / candidate
+    rendered = None
+    if candidate.is_dir():
+        output_dir = candidate
+    elif candidate.is_file() or not candidate.suffix:
+        from ..render import render
+
+        try:
+            rendered = render(run, (), project=project, write=False, check_data=False)
+        except FactoryKitError as exc:
+            if candidate.exists():
+                raise
+            raise FactoryKitError(f"{run}: neither an output folder nor a recipe ({exc})") from None
+        output_dir = project / rendered.context["output_dir"]
+    else:
+        raise FactoryKitError(f"{run}: no such recipe or output folder")
+    run_json = output_dir / "run.json"
+    if not run_json.is_file():
+        raise FactoryKitError(f"{output_dir}: no run.json; train it first (`factory-kit train RECIPE`)")
+    record = json.loads(run_json.read_text(encoding="utf-8"))
+    if rendered is None and record.get("recipe"):
+        from ..render import render
+
+        recipe_path = Path(record["recipe"])
+        if not recipe_path.is_absolute():
+            recipe_path = project / recipe_path
+        if recipe_path.is_file():
+            try:
+                rendered = render(recipe_path, (), project=project, write=False, check_data=False)
+            except FactoryKitError:
+                rendered = None
+    return output_dir, record, rendered
+
+
+def loss_chart(output_dir: Path, path: Path, title: str) -> Path | None:
+    from ..runs import read_losses
+
+    losses, eval_losses = read_losses(output_dir)
+    if not losses and not eval_losses:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if losses:
+        ax.plot([s for s, _ in losses], [v for _, v in losses], label="train loss", color="#2f7ed8", linewidth=1.5)
+    if eval_losses:
+        ax.plot([s for s, _ in eval_losses], [v for _, v in eval_losses], "o-", label="eval loss", color="#e36209")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    return []
+
+
+def dataset_card(name: str, entry: dict[str, Any] | None, reg_dir: Path, digest: str | None) -> dict[str, Any]:
+    card: dict[str, Any] = {"name": name, "sha256": digest}
+    if entry is None:
+        card["note"] = "not in dataset_info.json"
+        return card
+    card["file"] = entry.get("file_name")
+    card["formatting"] = entry.get("formatting", "alpaca")
+    card["source"] = entry.get("source") or entry.get("description") or entry.get("hf_hub_url") or card["file"]
+    path = reg_dir / entry["file_name"] if entry.get("file_name") else None
+    if path and path.is_file():
+        text = path.read_text(encoding="utf-8")
+        try:
+            rows = json.loads(text) if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
+        except json.JSONDecodeError:
+            rows = []
+        lengths = [sum(len(t) for t in _texts(r)) for r in rows] if isinstance(rows, list) else []
+        card["rows"] = len(rows) if isinstance(rows, list) else None
+        if lengths:
+            card["chars"] = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
+    return card
+
+
+def _result_files(eval_dir: Path) -> list[Path]:
+    if not eval_dir.is_dir():
+        return []
+    return sorted(p for p in eval_dir.glob("*.json")
+                  if not p.name.startswith(("before-after", "compare-")) and p.is_file())
+
+
+def _md_table(header: list[str], rows: list[list[Any]], align: str = "") -> list[str]:
+    align = align or "l" * len(header)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |",
+            *["| " + " | ".join(str(c) for c in row) + " |" for row in rows], ""]
+
+
+def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, project: Path, out_dir: Path) -> str:
+    name = rendered.recipe.name if rendered else output_dir.name
+    lines = [f"# Training report: {name}", ""]
+    status = "succeeded" if record.get("exit_code") == 0 else f"FAILED (exit {record.get('exit_code')})"
+    lines += [f"- Run {status}: started {record.get('started')}, ended {record.get('ended')} "
+              f"({record.get('seconds')} s)",
+              f"- Output folder: `{_rel(output_dir, project)}`",
+              f"- Command: `{' '.join(record.get('command', []))}`",
+              f"- Git commit: `{record.get('git_commit') or 'unknown'}`", ""]
+
+    from ..runs import read_losses
+
+    losses, eval_losses = read_losses(output_dir)
+    lines += ["## Loss", ""]
+    chart = loss_chart(output_dir, out_dir / "loss.png", f"{name}: loss")
+    if chart:
+        lines.append(f"![loss curves]({chart.name})")
+        lines.append("")
+        if losses:
+            lines.append(f"Train loss {losses[0][1]:.4f} (step {losses[0][0]}) -> {losses[-1][1]:.4f} "
+                         f"(step {losses[-1][0]}), {len(losses)} points.")
+        if eval_losses:
+            best = min(eval_losses, key=lambda x: x[1])
+            lines.append(f"Eval loss {eval_losses[0][1]:.4f} -> {eval_losses[-1][1]:.4f}; best {best[1]:.4f} "
+                         f"at step {best[0]}.")
+        lines.append("")
+    else:
+        lines += ["No losses logged (trainer_log.jsonl missing or empty).", ""]
+
+    # benchmark results
+    eval_dir = output_dir / "eval"
+    results = []
+    for path in _result_files(eval_dir):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and data.get("kind") == "benchmark":
+            results.append((path, data))
+    lines += ["## Benchmarks", ""]
+    if results:
+        benches = sorted({b for _, d in results for b in d["benchmarks"]})
+        header = ["Benchmark / subject", "N"] + [d.get("label", p.stem) for p, d in results]
+        rows = []
+        for bench in benches:
+            subjects = sorted({s for _, d in results for s in d["benchmarks"].get(bench, {}).get("subjects", {})})
+            for subject in subjects:
+                cells = []
+                n = ""
+                for _, d in results:
+                    s = d["benchmarks"].get(bench, {}).get("subjects", {}).get(subject)
+                    cells.append(f"{100 * s['accuracy']:.1f}" if s else "n/a")
+                    n = n or (s["n"] if s else "")
+                rows.append([f"{bench} / {subject}", n, *cells])
+            cells = [f"**{100 * d['benchmarks'][bench]['accuracy']:.1f}**" if bench in d["benchmarks"] else "n/a"
+                     for _, d in results]
+            rows.append([f"**{bench} (all)**", next((d['benchmarks'][bench]['n'] for _, d in results
+                                                      if bench in d['benchmarks']), ""), *cells])
+        lines += _md_table(header, rows, "lr" + "r" * len(results))
+        lines += [f"- `{p.name}`: {d.get('mode')}, {d.get('shots')}-shot, model `{d.get('model')}`"
+                  + (f" + adapter `{d.get('adapter')}`" if d.get("adapter") else "") for p, d in results]
+        lines.append("")
+        for md in sorted(eval_dir.glob("before-after.md")) + sorted(eval_dir.glob("compare-*.md")):
+            png = md.with_suffix(".png")
+            if png.is_file():
+                target = out_dir / png.name
+                target.write_bytes(png.read_bytes())
+                lines += [f"Before/after (`{_rel(md, project)}`):", "", f"![before/after]({png.name})", ""]
+    else:
+        lines += ["No benchmark results yet (`factory-kit eval RECIPE --baseline`).", ""]
+
+    gen = eval_dir / "generation" / "generation.json"
+    lines += ["## Generation metrics", ""]
+    if gen.is_file():
+        data = json.loads(gen.read_text(encoding="utf-8"))
+        metrics = data.get("metrics", {})
+        lines += _md_table(["Metric", "Value"], [[k, f"{v:.2f}" if isinstance(v, float) else v]
+                                                 for k, v in sorted(metrics.items())], "lr")
+        lines += [f"Datasets: {', '.join(data.get('datasets', []))}; {data.get('rows')} rows; predictions in "
+                  f"`{_rel(eval_dir / 'generation' / 'generated_predictions.jsonl', project)}`.", ""]
+    else:
+        lines += ["No generation metrics yet (`factory-kit eval RECIPE --predict`).", ""]
+    judge = eval_dir / "judge" / "judge.json"
+    if judge.is_file():
+        data = json.loads(judge.read_text(encoding="utf-8"))
+        lines += ["## LLM judge", ""]
+        lines += _md_table(["Criterion", "Mean (1-5)"], [[k, "n/a" if v is None else f"{v:.2f}"]
+                                                         for k, v in data.get("means", {}).items()], "lr")
+        lines += [f"Judge `{data.get('model')}`: {data.get('scored')} scored, {data.get('unparseable')} unparseable, "
+                  f"{data.get('failed')} failed requests.", ""]
+
+    # recipe + config
+    lines += ["## Recipe", ""]
+    recipe_path = Path(record.get("recipe", ""))
+    if recipe_path and not recipe_path.is_absolute():
+        recipe_path = project / recipe_path
+    chain = list(rendered.recipe.chain) if rendered else ([recipe_path] if recipe_path.is_file() else [])
+    for path in chain:
+        lines += [f"`{_rel(path, project)}`:", "", "```yaml", path.read_text(encoding="utf-8").rstrip(), "```", ""]
+    if not chain:
+        lines += [f"Recipe file `{record.get('recipe')}` not found.", ""]
+    lines += ["## Rendered config", ""]
+    config = None
+    if rendered:
+        config = project / rendered.context["build_dir"] / "train.yaml"
+    if config is None or not config.is_file():
+        config = output_dir / "training_args.yaml"
+    if config.is_file():
+        lines += [f"`{_rel(config, project)}`"
+                  + (f" (sha256 `{record.get('rendered', {}).get('train.yaml', '')[:16]}`)"
+                     if record.get("rendered") else "") + ":", "",
+                  "```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
+    else:
+        lines += ["Rendered config not found.", ""]
+
+    # datasets
+    lines += ["## Datasets", ""]
+    hashes = record.get("datasets", {})
+    names = []
+    if rendered:
+        names = [*rendered.recipe.data["datasets"], *rendered.recipe.data["eval_datasets"]]
+    names += [n for n in hashes if n not in names]
+    reg_dir = project / (rendered.context["dataset_dir"] if rendered else "dataset_info")
+    try:
+        entries = registry.load(reg_dir)
+    except FactoryKitError:
+        entries = {}
+    cards = [dataset_card(n, entries.get(n), reg_dir, hashes.get(n)) for n in names]
+    if cards:
+        eval_names = set(rendered.recipe.data["eval_datasets"]) if rendered else set()
+        rows = []
+        for c in cards:
+            chars = c.get("chars")
+            rows.append([c["name"] + (" (eval)" if c["name"] in eval_names else ""), c.get("rows", "?"),
+                         f"{chars['min']} / {chars['median']} / {chars['max']}" if chars else "?",
+                         f"`{c.get('source') or c.get('note', '')}`", f"`{(c.get('sha256') or '')[:16]}`"])
+        lines += _md_table(["Dataset", "Rows", "Chars min / median / max", "Source", "sha256"], rows, "lrrll")
+    else:
+        lines += ["No datasets recorded.", ""]
+
+    # reproduce
+    lines += ["## Reproduce", ""]
+    lines += _md_table(["Package", "Version"], [[k, v] for k, v in sorted(record.get("packages", {}).items())], "ll")
+    lines += [f"Recipe sha256 `{record.get('recipe_sha256', '')}`.", ""]
+    if record.get("rendered"):
+        lines += _md_table(["Rendered file", "sha256"], [[k, f"`{v}`"] for k, v in sorted(record["rendered"].items())])
+    if rendered:
+        lines += ["```sh", f"git checkout {record.get('git_commit') or 'HEAD'}",
+                  f"factory-kit train {_rel(rendered.recipe.path, project)} --overwrite",
+                  f"factory-kit eval {_rel(rendered.recipe.path, project)} --baseline", "```", ""]
+    return "\n".join(lines)
+
+
+def _rel(path: Path, project: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(project.resolve()))
+    except ValueError:
+        return str(path)
+
+
+# A tiny Markdown -> HTML for the subset build_markdown writes (headings, lists, tables, code, images).
+def markdown_to_html(text: str, title: str) -> str:
+    def inline(s: str) -> str:
+        s = html.escape(s, quote=False)
+        s = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', s)
+        s = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", s)
+        s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+        return s
+
+    out, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            block = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith("```"):
+                block.append(lines[i])
+                i += 1
+            out.append("<pre><code>" + html.escape("\n".join(block)) + "</code></pre>")
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("|"):
+            table = []
+            while i < len(lines) and lines[i].startswith("|"):
+                table.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            i -= 1
+            head, body = table[0], [r for r in table[2:]]
+            out.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</tbody></table>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{inline(lines[i][2:])}</li>")
+                i += 1
+            i -= 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        elif line.startswith("> "):
+            out.append(f"<blockquote>{inline(line[2:])}</blockquote>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+        i += 1
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+             "td:not(:first-child){text-align:right}pre{background:#f6f8fa;padding:1em;overflow:auto}"
+             "img{max-width:100%}")
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+
+
+def build_report(run: str, *, out: Path | None = None, html_out: bool = True, html: bool | None = None,
+                 project: Path | None = None) -> list[Path]:
+    """Write ``report.md`` (+ ``report.html``, ``loss.png``) for RUN; returns the files written."""
+    if html is not None:
+        html_out = html
+    project = project or paths.project_dir()
+    output_dir, record, rendered = _find_run(run, project)
+    out_dir = Path(out) if out else output_dir / "report"
+    if not out_dir.is_absolute():
+        out_dir = project / out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = build_markdown(output_dir, record, rendered, project, out_dir)
+    md = out_dir / "report.md"
+    md.write_text(text, encoding="utf-8")
+    written = [md]
+    if (out_dir / "loss.png").is_file():
+        written.append(out_dir / "loss.png")
+    if html_out:
+        page = out_dir / "report.html"
+        page.write_text(markdown_to_html(text, f"Training report: {rendered.recipe.name if rendered else output_dir.name}"),
+                        encoding="utf-8")
+        written.append(page)
+    return written

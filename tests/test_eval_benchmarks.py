@@ -1,0 +1,183 @@
+"""Benchmarks through lm-eval on the real tiny model: validation, scoring, per-subject tables,
+the always-"A" model (the scorer reads the answer key), generate mode, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from factory_kit.cli_eval import COMMANDS, compare, eval_cmd
+from factory_kit.errors import FactoryKitError
+from factory_kit.evaluate import benchmarks as bm
+from factory_kit.evaluate.extract import extract_letter
+from factory_kit.paths import SAMPLES_DIR
+
+from eval_helpers import always_a_model, write_jsonl
+
+EXAM = SAMPLES_DIR / "exam_mcq.jsonl"
+
+ITEM = {"id": "q1", "subject": "方剂", "question": "四君子汤不含？",
+        "options": {"A": "人参", "B": "白术", "C": "茯苓", "D": "当归"}, "answer": "D", "explanation": "..."}
+
+
+def _bad(tmp_path, **changes) -> Path:
+    good = dict(ITEM, id="q0")
+    bad = {**ITEM, **changes}
+    for key, value in changes.items():
+        if value is None:
+            bad.pop(key)
+    return write_jsonl(tmp_path / "bad.jsonl", [good, bad])
+
+
+def test_commands_are_named_for_the_main_cli():
+    assert [c.name for c in COMMANDS] == ["eval", "compare", "report"]
+
+
+def test_options_as_list_and_map_normalise(tmp_path):
+    path = write_jsonl(tmp_path / "b.jsonl", [ITEM, {**ITEM, "id": "q2", "options": ["甲", "乙", "丙"], "answer": "c"}])
+    bench = bm.load_benchmark(path)
+    assert bench.items[1]["options"] == {"A": "甲", "B": "乙", "C": "丙"}
+    assert bench.items[1]["answer"] == "C"
+    assert bench.subjects == ["方剂"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"options": None}, "bad.jsonl:2: missing `options`"),
+    ({"options": {}}, "bad.jsonl:2: missing `options`"),
+    ({"answer": "E"}, "bad.jsonl:2: answer 'E' is not among the options (A, B, C, D)"),
+    ({"answer": None}, "bad.jsonl:2: missing `answer`"),
+    ({"options": {"A": "x", "C": "y"}}, "bad.jsonl:2: option letters AC must be consecutive"),
+    ({"options": {"A": "x", "B": ""}}, "bad.jsonl:2: option B is empty"),
+    ({"question": ""}, "bad.jsonl:2: missing `question`"),
+    ({"id": "q0"}, "bad.jsonl:2: duplicate id 'q0' (first on line 1)"),
+])
+def test_bad_benchmark_rows_name_file_and_line(tmp_path, changes, message):
+    with pytest.raises(FactoryKitError, match=None) as err:
+        bm.load_benchmark(_bad(tmp_path, **changes))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_benchmark_fails_on_the_cli_with_one_red_line(tmp_path, tiny_model):
+    path = _bad(tmp_path, answer="F")
+    result = CliRunner().invoke(eval_cmd, ["--model", str(tiny_model), "-b", str(path)])
+    assert result.exit_code != 0
+    out = result.output.strip()
+    assert out.count("\n") == 0, out
+    assert "error:" in out and "bad.jsonl:2: answer 'F' is not among the options" in out
+    assert "Traceback" not in out
+
+
+def test_missing_adapter_fails_with_one_clear_message(tmp_path, tiny_model, project):
+    result = CliRunner().invoke(eval_cmd, ["--model", str(tiny_model), "--adapter", "outputs/nope", "-b", str(EXAM)])
+    assert result.exit_code != 0
+    assert result.output.strip().count("\n") == 0
+    assert "adapter outputs/nope does not exist" in result.output
+
+
+def test_adapter_folder_without_adapter_config(tmp_path, tiny_model):
+    with pytest.raises(FactoryKitError, match="no adapter_config.json"):
+        bm.check_model_dirs(tiny_model, tmp_path)
+
+
+def test_unknown_benchmark_name_lists_the_known_ones(project):
+    write_jsonl(project / "data" / "benchmarks" / "cmexam.jsonl", [ITEM])
+    with pytest.raises(FactoryKitError, match=r"benchmark 'cmb' not found.*there: cmexam"):
+        bm.resolve_benchmarks(["cmb"])
+    assert [b.name for b in bm.resolve_benchmarks([])] == ["cmexam"]
+    assert [b.name for b in bm.resolve_benchmarks(["cmexam"])] == ["cmexam"]
+
+
+def test_shipped_sample_exam_is_valid():
+    bench = bm.load_benchmark(EXAM)
+    assert len(bench.items) >= 20 and len(bench.subjects) >= 2
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("<think>A 不对，B 也许</think>答案：C", "C"),
+    ("<think>还在想 A", None),
+    ("The answer is (B).", "B"),
+    ("正确答案为【D】", "D"),
+    ("选项E", None),
+    ("", None),
+    ("A", "A"),
+])
+def test_extract_letter_reads_after_think(text, letter):
+    assert extract_letter(text, ["A", "B", "C", "D"]) == letter
+
+
+def test_few_shot_never_shows_an_item_its_own_answer(tmp_path):
+    items = [dict(ITEM, id=str(i), subject="s1" if i < 4 else "s2") for i in range(5)]
+    bench = bm.load_benchmark(write_jsonl(tmp_path / "b.jsonl", items))
+    tasks = bm.write_tasks([bench], tmp_path / "w", shots=2)
+    configs = {p.stem: p.read_text() for p in tasks.include_dir.glob("*.yaml")}
+    # s1 has 4 items: shots come from its own test split, which lm-eval filters per item;
+    # s2 has 1 item: shots come from other subjects, never from its own test split.
+    kinds = sorted("fewshot_split: test" in text for text in configs.values())
+    assert kinds == [False, True]
+    for name, text in configs.items():
+        if "fewshot_split: fewshot" in text:
+            ids = {json.loads(l)["id"] for l in (tasks.include_dir / f"{name}.fewshot.jsonl").read_text().splitlines()}
+            own = {json.loads(l)["id"] for l in (tasks.include_dir / f"{name}.test.jsonl").read_text().splitlines()}
+            assert not ids & own
+
+
+@pytest.fixture(scope="module")
+def always_a(tmp_path_factory, tiny_model) -> Path:
+    return always_a_model(tiny_model, tmp_path_factory.mktemp("degenerate") / "always-a")
+
+
+def test_always_a_model_scores_the_share_of_a_answers(tmp_path, always_a, project):
+    """The scorer really reads the answer key: a model that always answers "A" scores exactly the
+    share of A answers, per subject and overall, not 100% (the leaked-key check)."""
+    items = [json.loads(l) for l in EXAM.read_text(encoding="utf-8").splitlines() if l.strip()]
+    # One deliberately skewed subject (every answer A) and one with no A at all, next to the shipped exam.
+    items += [dict(ITEM, id=f"leak-{i}", subject="leaked_key_all_A", answer="A") for i in range(3)]
+    items += [dict(ITEM, id=f"none-{i}", subject="no_A", answer="BCD"[i]) for i in range(3)]
+    path = write_jsonl(project / "data" / "benchmarks" / "exam.jsonl", items)
+    result = CliRunner().invoke(eval_cmd, ["--model", str(always_a), "-b", "exam", "--out", "outputs/eval-a"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = bm.load_result(project / "outputs" / "eval-a" / "model.json")
+    per_subject = Counter(it["subject"] for it in items)
+    a_share = Counter(it["subject"] for it in items if it["answer"] == "A")
+    subjects = data["benchmarks"]["exam"]["subjects"]
+    assert set(subjects) == set(per_subject)
+    for subject, n in per_subject.items():
+        assert subjects[subject]["n"] == n
+        assert subjects[subject]["accuracy"] == pytest.approx(a_share[subject] / n, abs=1e-12), subject
+    assert subjects["leaked_key_all_A"]["accuracy"] == 1.0
+    assert subjects["no_A"]["accuracy"] == 0.0
+    overall = sum(a_share.values()) / len(items)
+    assert data["overall"]["accuracy"] == pytest.approx(overall, abs=1e-12) and overall < 0.5
+    predicted = [json.loads(l)["predicted"] for l in (project / "outputs" / "eval-a" / "model.items.jsonl").read_text().splitlines()]
+    assert set(predicted) == {"A"} and len(predicted) == len(items)
+    assert data["benchmark_files"]["exam"]["sha256"] == bm.Benchmark("exam", path, []).sha256()
+    # per-subject table printed
+    assert "tcm_basic_theory" in result.output and "overall" in result.output
+
+
+def test_generate_mode_runs_end_to_end(tmp_path, tiny_model):
+    """generate_until + letter extraction through lm-eval (tiny model: gibberish, so accuracy is low but defined)."""
+    bench = bm.load_benchmark(write_jsonl(tmp_path / "g.jsonl", [dict(ITEM, id=str(i)) for i in range(3)]))
+    path = bm.evaluate([bench], tiny_model, None, tmp_path / "out", label="gen", mode="generate",
+                       max_gen_tokens=8, echo=False)
+    data = json.loads(path.read_text())
+    assert data["mode"] == "generate" and data["chat_template"] is True
+    assert data["overall"]["n"] == 3
+    items = [json.loads(l) for l in (tmp_path / "out" / "gen.items.jsonl").read_text().splitlines()]
+    for it in items:
+        assert "output" in it
+        assert it["correct"] == (it["predicted"] == "D")
+
+
+def test_compare_cli_rejects_a_non_result_file(tmp_path):
+    bogus = tmp_path / "x.json"
+    bogus.write_text("{}")
+    result = CliRunner().invoke(compare, [str(bogus), str(bogus)])
+    assert result.exit_code != 0 and "not a factory-kit benchmark result" in result.output
