@@ -1,0 +1,195 @@
+"""Text normalisation and per-field validation for imported rows.
+
+Every importer reads its fields through :class:`FieldReader`, so every format gets the same
+checks (missing / null / wrong type / empty) and the same one-line reasons, and every text
+goes through the same :class:`Normalizer` (Unicode NFC, width policy, whitespace,
+optional traditional -> simplified) and, when asked, PII redaction.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+WIDTH_POLICIES = ("zh", "half", "keep")
+
+
+class RowError(Exception):
+    """A row cannot be imported; ``str(err)`` is the one-line reason stored in quarantine."""
+
+    def __init__(self, reason: str, *, kind: str = "invalid"):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind  # invalid | missing | empty | type | too_long | parse | decode | duplicate
+
+
+# --- normalisation ---------------------------------------------------------------------
+
+# Full-width ASCII variants (U+FF01..U+FF5E) -> ASCII, and the ideographic space.
+_FULL_TO_HALF_ALL = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
+_FULL_TO_HALF_ALL[0x3000] = 0x20
+# Chinese typesetting keeps full-width punctuation but wants ASCII letters and digits.
+_FULL_TO_HALF_ALNUM = {
+    cp: cp - 0xFEE0
+    for cp in list(range(0xFF10, 0xFF1A)) + list(range(0xFF21, 0xFF3B)) + list(range(0xFF41, 0xFF5B))
+}
+_FULL_TO_HALF_ALNUM[0x3000] = 0x20
+# Zero-width characters, BOMs and C0/C1 controls other than \t and \n are dropped.
+_DROP = {cp: None for cp in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD)}
+_DROP.update({cp: None for cp in range(0x00, 0x20) if cp not in (0x09, 0x0A)})
+_DROP.update({cp: None for cp in range(0x7F, 0xA0)})
+_DROP.update({0x0B: 0x0A, 0x0C: 0x0A, 0x0D: 0x0A})  # lone \r, VT, FF are line breaks
+_DROP[0xA0] = 0x20  # no-break space
+_ZH_TABLE = {**_DROP, **_FULL_TO_HALF_ALNUM}
+_HALF_TABLE = {**_DROP, **_FULL_TO_HALF_ALL}
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# ASCII punctuation right after a CJK character becomes its full-width form (头痛,发热 -> 头痛，发热).
+_ZH_PUNCT = re.compile(rf"(?<=[{_CJK}])([,;:?!.])(?:[ \t]+|(?=[{_CJK}\d\s“‘（(]|$))")
+_ZH_PUNCT_MAP = {",": "，", ";": "；", ":": "：", "?": "？", "!": "！", ".": "。"}
+_HSPACE = re.compile(r"[ \t]+")
+_TRAIL = re.compile(r"[ \t]+\n")
+_MANY_NL = re.compile(r"\n{3,}")
+_NEEDS_WS = re.compile(r"[ \t]{2,}|[ \t]\n|\n\n\n|\t")
+
+
+@dataclass
+class Normalizer:
+    """NFC + width policy + whitespace cleanup (+ traditional -> simplified when ``t2s``)."""
+
+    width: str = "zh"
+    t2s: bool = False
+    _opencc: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.width not in WIDTH_POLICIES:
+            from .errors import FactoryKitError
+
+            raise FactoryKitError(
+                f"--width-policy {self.width!r}: choose one of {', '.join(WIDTH_POLICIES)}"
+            )
+        if self.t2s:
+            import opencc  # opencc-python-reimplemented
+
+            self._opencc = opencc.OpenCC("t2s")
+
+    def __call__(self, text: str) -> str:
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
+        if text.isascii():
+            text = text.translate(_DROP)
+        else:
+            text = unicodedata.normalize("NFC", text)
+            if self.width == "zh":
+                text = text.translate(_ZH_TABLE)
+                if _ZH_PUNCT.search(text):
+                    text = _ZH_PUNCT.sub(lambda m: _ZH_PUNCT_MAP[m.group(1)], text)
+            elif self.width == "half":
+                text = text.translate(_HALF_TABLE)
+            else:
+                text = text.translate(_DROP)
+            if self._opencc is not None:
+                text = self._opencc.convert(text)
+        if _NEEDS_WS.search(text):
+            text = _HSPACE.sub(" ", text)
+            text = _TRAIL.sub("\n", text)
+            text = _MANY_NL.sub("\n\n", text)
+        return text.strip()
+
+
+# --- field access with uniform reasons ---------------------------------------------------
+
+_JSON_TYPE = {str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list",
+              dict: "an object", type(None): "null"}
+
+
+def json_type(value: Any) -> str:
+    return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def scalar_to_text(value: Any) -> str | None:
+    """Spreadsheet cells: numbers become text (3.0 -> "3"); other types are not text."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def lookup(row: dict, names: Iterable[str], lower: dict[str, str] | None = None) -> str | None:
+    """The first key of ``row`` among ``names`` (exact, then case-insensitive)."""
+    for name in names:
+        if name in row:
+            return name
+    if lower is None:
+        lower = {k.lower(): k for k in row if isinstance(k, str)}
+    for name in names:
+        key = lower.get(name.lower())
+        if key is not None:
+            return key
+    return None
+
+
+def did_you_mean(row: dict, names: Iterable[str]) -> str:
+    keys = [k for k in row if isinstance(k, str)]
+    for name in names:
+        close = difflib.get_close_matches(name, keys, n=1, cutoff=0.75)
+        if close:
+            return f' (did you mean "{close[0]}"? map it with --columns {name}={close[0]})'
+    return ""
+
+
+class FieldReader:
+    """Reads, type-checks, normalises and redacts the text fields of one import."""
+
+    def __init__(self, normalizer: Normalizer, redactor: Callable[[str], str] | None = None,
+                 numbers_as_text: bool = False):
+        self.normalize = normalizer
+        self.redact = redactor
+        self.numbers_as_text = numbers_as_text
+
+    def clean(self, text: str) -> str:
+        text = self.normalize(text)
+        if self.redact is not None and text:
+            text = self.redact(text)
+        return text
+
+    def value(self, label: str, value: Any, *, required: bool = True) -> str:
+        """Validate and clean one value already taken out of its row; ``label`` names it."""
+        if value is None:
+            if required:
+                raise RowError(f"{label} is null", kind="missing")
+            return ""
+        if not isinstance(value, str):
+            text = scalar_to_text(value) if self.numbers_as_text else None
+            if text is None:
+                raise RowError(f"{label} must be text, got {json_type(value)}", kind="type")
+            value = text
+        text = self.clean(value)
+        if required and not text:
+            raise RowError(f"{label} is empty", kind="empty")
+        return text
+
+    def text(self, row: dict, key: str | None, name: str, *, required: bool = True,
+             aliases: Iterable[str] = ()) -> str:
+        """Field ``key`` of ``row`` (``name`` is the canonical name used in messages)."""
+        if key is None or key not in row:
+            if required:
+                raise RowError(f'missing field "{name}"' + did_you_mean(row, [name, *aliases]),
+                               kind="missing")
+            return ""
+        return self.value(f'field "{key}"', row[key], required=required)
+
+
+def row_chars(row: dict, fields: Iterable[str]) -> int:
+    total = 0
+    for name in fields:
+        value = row.get(name)
+        if isinstance(value, str):
+            total += len(value)
+    return total
