@@ -1,0 +1,149 @@
+"""A real tiny training run, then `eval --baseline`, `compare`, `report` and do_predict on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from factory_kit import runs
+from factory_kit.cli_eval import compare, eval_cmd, report
+from factory_kit.evaluate import benchmarks as bm
+from factory_kit.paths import KIT_DIR, SAMPLES_DIR
+
+from eval_helpers import write_jsonl
+
+QA = [("麻黄汤的君药是什么？", "麻黄汤以麻黄为君药，发汗解表。"), ("肝开窍于何处？", "肝开窍于目。"),
+      ("脾的主要功能？", "脾主运化、主统血。"), ("肾主什么？", "肾藏精，主水，主纳气。"),
+      ("四君子汤组成？", "人参、白术、茯苓、甘草。"), ("六味地黄丸主治？", "肾阴虚证。"),
+      ("心主什么？", "心主血脉，主神志。"), ("肺主什么？", "肺主气司呼吸，主宣发肃降。")]
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
+
+
+def make_project(root: Path, model: Path) -> Path:
+    proj = root / "proj"
+    shutil.copytree(KIT_DIR / "recipes", proj / "recipes")
+    (proj / "models").mkdir(parents=True)
+    (proj / "models" / "tiny-qwen2").symlink_to(model, target_is_directory=True)
+    rows = [{"instruction": q, "input": "", "output": a} for q, a in QA]
+    write_jsonl(proj / "dataset_info" / "tcm_qa_train.jsonl", rows * 3)
+    write_jsonl(proj / "dataset_info" / "tcm_consultations.jsonl", rows[:4])
+    write_jsonl(proj / "dataset_info" / "tcm_qa_val.jsonl", rows[:4])
+    info = {name: {"file_name": f"{name}.jsonl", "formatting": "alpaca", "columns": ALPACA_COLUMNS}
+            for name in ("tcm_qa_train", "tcm_consultations", "tcm_qa_val")}
+    (proj / "dataset_info" / "dataset_info.json").write_text(json.dumps(info, ensure_ascii=False, indent=2))
+    (proj / "data" / "benchmarks").mkdir(parents=True)
+    # a small slice of the shipped exam keeps each lm-eval run to seconds
+    items = [json.loads(l) for l in (SAMPLES_DIR / "exam_mcq.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    by_subject: dict[str, list] = {}
+    for it in items:
+        by_subject.setdefault(it["subject"], []).append(it)
+    write_jsonl(proj / "data" / "benchmarks" / "exam.jsonl", [it for group in by_subject.values() for it in group[:4]])
+    return proj
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model):
+    proj = make_project(tmp_path_factory.mktemp("evalrun"), tiny_model)
+    old_cwd, old_env = os.getcwd(), os.environ.get("FACTORY_KIT_PROJECT")
+    os.chdir(proj)
+    os.environ["FACTORY_KIT_PROJECT"] = str(proj)
+    try:
+        result = runs.train("recipes/demo-tiny.yaml", ("train.eval_steps=2", "train.logging_steps=1",
+                                                       "train.epochs=2"), echo=False)
+        yield proj, result
+    finally:
+        os.chdir(old_cwd)
+        if old_env is None:
+            os.environ.pop("FACTORY_KIT_PROJECT", None)
+        else:
+            os.environ["FACTORY_KIT_PROJECT"] = old_env
+
+
+def test_baseline_writes_before_after_table_and_png(trained):
+    proj, _ = trained
+    result = CliRunner().invoke(eval_cmd, ["recipes/demo-tiny.yaml", "--baseline", "--shots", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    eval_dir = proj / "outputs" / "demo-tiny" / "eval"
+    base, tuned = bm.load_result(eval_dir / "base.json"), bm.load_result(eval_dir / "finetuned.json")
+    assert base["adapter"] is None and tuned["adapter"].endswith("outputs/demo-tiny")
+    assert base["shots"] == tuned["shots"] == 1 and base["mode"] == "loglikelihood"
+    assert base["overall"]["n"] == tuned["overall"]["n"] == 12
+    assert set(base["benchmarks"]["exam"]["subjects"]) == {"tcm_basic_theory", "tcm_pharmacology", "clinical_medicine"}
+    md = (eval_dir / "before-after.md").read_text(encoding="utf-8")
+    assert "| Key | Benchmark / subject | N | base (%) | finetuned (%) | Δ (points) |" in md
+    for subject in base["benchmarks"]["exam"]["subjects"]:
+        assert f"exam / {subject}" in md
+    assert "**Overall**" in md and "McNemar" in md
+    png = eval_dir / "before-after.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    # the adapter changes the model: not every log-likelihood is identical (the adapter was really loaded)
+    base_items = (eval_dir / "base.items.jsonl").read_text()
+    tuned_items = (eval_dir / "finetuned.items.jsonl").read_text()
+    assert base_items.count("\n") == tuned_items.count("\n") == 12
+
+    # compare any two result files
+    out = proj / "cmp"
+    result = CliRunner().invoke(compare, [str(eval_dir / "base.json"), str(eval_dir / "finetuned.json"),
+                                          "--out", str(out), "--label-a", "before", "--label-b", "after"])
+    assert result.exit_code == 0, result.output
+    assert "| before (%) | after (%) |" in (proj / "cmp.md").read_text(encoding="utf-8")
+    assert (proj / "cmp.png").stat().st_size > 5000
+    rows = json.loads((proj / "cmp.json").read_text())["rows"]
+    overall = rows[-1]
+    assert overall["a"] == base["overall"]["accuracy"] and overall["b"] == tuned["overall"]["accuracy"]
+
+
+def test_report_renders_real_loss_curves(trained):
+    proj, train_result = trained
+    assert train_result.losses and train_result.eval_losses
+    result = CliRunner().invoke(report, ["recipes/demo-tiny.yaml"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report_dir = proj / "outputs" / "demo-tiny" / "report"
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    png = report_dir / "loss.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    first, last = train_result.losses[0][1], train_result.losses[-1][1]
+    assert f"Train loss {first:.4f}" in md and f"{last:.4f}" in md
+    assert "Eval loss" in md
+    assert "extends: tcm-lora.yaml" in md  # the recipe
+    assert "model_name_or_path: models/tiny-qwen2" in md  # the rendered config
+    assert "| tcm_qa_train | 24 |" in md and "| tcm_qa_val (eval) | 4 |" in md  # dataset cards
+    run = json.loads((proj / "outputs" / "demo-tiny" / "run.json").read_text())
+    assert run["recipe_sha256"] in md and run["packages"]["llamafactory"] in md
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert "<table>" in html and 'src="loss.png"' in html
+    # an output folder works as RUN too
+    result = CliRunner().invoke(report, [str(proj / "outputs" / "demo-tiny"), "--no-html", "--out", "rep2"])
+    assert result.exit_code == 0, result.output
+    assert (proj / "rep2" / "report.md").is_file() and not (proj / "rep2" / "report.html").exists()
+
+
+def test_report_without_a_run_fails_clearly(trained):
+    result = CliRunner().invoke(report, ["recipes/tcm-lora.yaml"])
+    assert result.exit_code != 0
+    assert "no run.json" in result.output and result.output.strip().count("\n") == 0
+
+
+def test_generation_metrics_through_do_predict(trained):
+    proj, _ = trained
+    result = CliRunner().invoke(eval_cmd, ["recipes/demo-tiny.yaml", "--no-benchmarks", "--predict",
+                                           "--max-samples", "3", "--max-new-tokens", "8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    gen_dir = proj / "outputs" / "demo-tiny" / "eval" / "generation"
+    record = json.loads((gen_dir / "generation.json").read_text())
+    assert set(record["metrics"]) == {"bleu-4", "rouge-1", "rouge-2", "rouge-l"}
+    assert all(0.0 <= v <= 100.0 for v in record["metrics"].values())
+    rows = [json.loads(l) for l in (gen_dir / "generated_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == record["rows"] == 3
+    assert {"prompt", "predict", "label"} <= set(rows[0])
+    assert rows[0]["label"].strip() == QA[0][1]
+    # the report picks the generation metrics up
+    CliRunner().invoke(report, ["recipes/demo-tiny.yaml"], catch_exceptions=False)
+    md = (proj / "outputs" / "demo-tiny" / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| bleu-4 |" in md
