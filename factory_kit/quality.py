@@ -36,7 +36,6 @@ _FULL_TO_HALF_ALNUM = {
     cp: cp - 0xFEE0
     for cp in list(range(0xFF10, 0xFF1A)) + list(range(0xFF21, 0xFF3B)) + list(range(0xFF41, 0xFF5B))
 }
-_FULL_TO_HALF_ALNUM[0x3000] = 0x20
 # Zero-width characters, BOMs and C0/C1 controls other than \t and \n are dropped.
 _DROP = {cp: None for cp in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD)}
 _DROP.update({cp: None for cp in range(0x00, 0x20) if cp not in (0x09, 0x0A)})

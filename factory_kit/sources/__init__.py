@@ -19,12 +19,12 @@ from .preference import PreferenceImporter
 from .sharegpt import SharegptImporter
 from .text import TextImporter
 
-# Detection order matters: the more specific shapes first (an exam item also has
-# question/answer, a CoT row also has question/response).
+# Detection order matters: the more specific shapes first (a preference pair may also have
+# conversations, an exam item also has question/answer, a CoT row question/response).
 IMPORTERS: dict[str, type[Importer]] = {
+    "preference": PreferenceImporter,
     "openai": OpenAIImporter,
     "sharegpt": SharegptImporter,
-    "preference": PreferenceImporter,
     "cot": CotImporter,
     "mcq": McqImporter,
     "alpaca": AlpacaImporter,

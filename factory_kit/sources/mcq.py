@@ -61,7 +61,7 @@ class McqImporter(Importer):
         lines = "\n".join(f"{k}. {v}" for k, v in options.items())
         if zh:
             kind = "多项选择题，请选出所有正确答案" if multi else "单项选择题，请选出正确答案"
-            intro = f"以下是{subject}{kind}。" if subject else f"以下是一道{kind}。"
+            intro = f"以下是{subject}{kind}。" if _CJK.search(subject) else f"以下是一道{kind}。"
             output = f"答案：{answer}" + (f"\n\n解析：{explanation}" if explanation else "")
         else:
             kind = "multiple-answer question. Choose all correct answers" if multi else \
