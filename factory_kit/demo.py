@@ -71,12 +71,12 @@ def run_demo(recipe: str, console: Console) -> None:
     table = Table(title="factory-kit demo", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    counts = {rep.name: rep for rep in reports}
-    used = rendered.recipe.data["datasets"] + rendered.recipe.data["eval_datasets"]
     table.add_row("datasets", "\n".join(
         f"{r.name} ({r.format}): {r.accepted} rows" + (f", {r.quarantined} quarantined" if r.quarantined else "")
-        for r in counts.values()))
-    table.add_row("trained on", ", ".join(used))
+        + (" [" + ", ".join(f"{k} {v}" for k, v in r.splits.items()) + "]" if r.splits else "")
+        for r in reports))
+    table.add_row("train / eval", f"{', '.join(rendered.recipe.data['datasets'])} / "
+                  f"{', '.join(rendered.recipe.data['eval_datasets']) or '-'}")
     table.add_row("rendered", "\n".join(str(p.relative_to(project)) for p in rendered.files.values()))
     first, last = result.losses[0], result.losses[-1]
     table.add_row("training loss", f"{first[1]:.4f} (step {first[0]}) -> {last[1]:.4f} (step {last[0]})"
@@ -86,6 +86,7 @@ def run_demo(recipe: str, console: Console) -> None:
     table.add_row("adapter", str(result.output_dir.relative_to(project)))
     table.add_row("merged model", str(merged.relative_to(project)))
     table.add_row("question", QUESTION)
-    table.add_row("answer", answer or "(empty)")
+    table.add_row("answer", (answer or "(empty)") + "\n[dim](a tiny, randomly initialised model: the words are noise, "
+                  "the pipeline is real)[/]")
     table.add_row("total time", f"{total:.1f} s")
     console.print(table)
