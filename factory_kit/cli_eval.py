@@ -46,7 +46,7 @@ def _accuracy_table(result: dict, title: str) -> Table:
 @click.argument("recipe", required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (repeatable).")
 @click.option("--benchmark", "-b", "benchmarks", multiple=True, metavar="FILE_OR_NAME",
-              help="Benchmark file, or NAME in data/benchmarks/ (repeatable; default: every file there).")
+              help="Benchmark file, NAME in data/benchmarks/, or hf:ID[:CONFIG][@SPLIT] (repeatable; default: every file there).")
 @click.option("--shots", type=click.IntRange(0, 5), default=0, show_default=True, help="Few-shot examples per item.")
 @click.option("--mode", type=click.Choice(["loglikelihood", "generate"]), default=None,
               help="Score by answer log-likelihood, or generate (think, then answer) and extract the letter. "

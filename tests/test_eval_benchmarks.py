@@ -181,3 +181,15 @@ def test_compare_cli_rejects_a_non_result_file(tmp_path):
     bogus.write_text("{}")
     result = CliRunner().invoke(compare, [str(bogus), str(bogus)])
     assert result.exit_code != 0 and "not a factory-kit benchmark result" in result.output
+
+
+def test_hub_style_benchmark_from_a_dataset_folder(tmp_path, project):
+    """`hf:ID[:CONFIG][@SPLIT]` goes through datasets.load_dataset; a local folder stands in for the hub."""
+    folder = tmp_path / "ceval-like"
+    folder.mkdir()
+    (folder / "val.csv").write_text("id,question,A,B,C,D,answer,explanation\n"
+                                    "0,肝开窍于？,目,舌,口,鼻,A,\n1,心主？,血脉,运化,疏泄,纳气,A,\n", encoding="utf-8")
+    (bench,) = bm.resolve_benchmarks([f"hf:{folder}@validation"])
+    assert len(bench.items) == 2 and bench.items[0]["options"]["A"] == "目" and bench.items[1]["answer"] == "A"
+    with pytest.raises(FactoryKitError, match="hf:nobody/nothing-here: cannot load"):
+        bm.resolve_benchmarks(["hf:nobody/nothing-here"])

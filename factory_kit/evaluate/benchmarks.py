@@ -150,6 +150,13 @@ def resolve_benchmarks(specs: list[str] | tuple[str, ...], project: Path | None 
         return [load_benchmark(p) for p in available]
     out, names = [], set()
     for spec in specs:
+        if spec.startswith("hf:"):
+            bench = hub_benchmark(spec, project)
+            if bench.name in names:
+                raise FactoryKitError(f"benchmark {bench.name!r} given twice")
+            names.add(bench.name)
+            out.append(bench)
+            continue
         candidate = Path(spec).expanduser()
         if not candidate.is_absolute():
             candidate = project / candidate
@@ -165,6 +172,42 @@ def resolve_benchmarks(specs: list[str] | tuple[str, ...], project: Path | None 
         names.add(bench.name)
         out.append(bench)
     return out
+
+
+def hub_benchmark(spec: str, project: Path) -> Benchmark:
+    """``hf:OWNER/NAME[:CONFIG][@SPLIT]`` (or a local dataset folder): C-Eval/CMMLU-shaped rows
+    (``question``, ``A``..``D`` or ``options``/``choices``, ``answer``) converted to a local file
+    under ``data/benchmarks/.hub/`` and validated like any other benchmark."""
+    body = spec[3:]
+    split = "test"
+    if "@" in body:
+        body, split = body.rsplit("@", 1)
+    config = None
+    if ":" in body:
+        body, config = body.split(":", 1)
+    try:
+        import datasets
+
+        data = datasets.load_dataset(body, config, split=split)
+    except Exception as exc:  # offline, unknown id, no such split: one line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FactoryKitError(f"{spec}: cannot load from the hub or disk: {message}") from None
+    subject = config or Path(body).name
+    rows = []
+    for i, row in enumerate(data):
+        options = row.get("options") or row.get("choices")
+        if options is None:
+            options = {k: row[k] for k in LETTERS if row.get(k) not in (None, "")}
+        answer = row.get("answer")
+        if isinstance(answer, int) and not isinstance(answer, bool):
+            answer = LETTERS[answer] if 0 <= answer < len(LETTERS) else str(answer)
+        rows.append({"id": str(row.get("id", i)), "subject": row.get("subject") or subject,
+                     "question": row.get("question"), "options": options, "answer": answer})
+    name = _slug(f"{body}-{config or ''}-{split}").rsplit("_", 1)[0] or "hub"
+    path = benchmarks_dir(project) / ".hub" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(path, rows)
+    return load_benchmark(path, name)
 
 
 # ---------------------------------------------------------------------------------------------
