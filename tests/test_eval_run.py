@@ -82,10 +82,14 @@ def test_baseline_writes_before_after_table_and_png(trained):
     assert "**Overall**" in md and "McNemar" in md
     png = eval_dir / "before-after.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    # the adapter changes the model: not every log-likelihood is identical (the adapter was really loaded)
-    base_items = (eval_dir / "base.items.jsonl").read_text()
-    tuned_items = (eval_dir / "finetuned.items.jsonl").read_text()
-    assert base_items.count("\n") == tuned_items.count("\n") == 12
+    # the adapter was really loaded: lm-eval's per-option log-likelihoods differ from the base model's
+    def logliks(label):
+        out = []
+        for f in sorted((eval_dir / f".{label}" / "lm_eval").rglob("samples_*.jsonl")):
+            out += [json.loads(l)["resps"] for l in f.read_text().splitlines()]
+        return out
+    assert len(logliks("base")) == len(logliks("finetuned")) == 12
+    assert logliks("base") != logliks("finetuned")
 
     # compare any two result files
     out = proj / "cmp"
