@@ -41,7 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "dedup": "exact", "near_threshold": 0.85, "near_ngram": 3, "redact": None, "split": None, "seed": 42,
     "stratify": None, "max_chars": 50000, "chunk_chars": None, "chunk_tokens": None, "tokenizer": None,
     "cot_style": "think", "t2s": False, "width_policy": "zh", "encoding": None, "columns": None,
-    "sheet": None, "hf_split": None, "limit": None, "progress": None,
+    "sheet": None, "hf_split": None, "limit": None, "progress": None, "workers": None,
+    "parallel_min_bytes": 16 << 20,
 }
 
 
@@ -178,6 +179,256 @@ def _resolve_format(fmt: str | None) -> str | None:
     return fmt
 
 
+# --- conversion (stateless per record; runs in the main process or in a worker) -----------
+
+def _build(config: dict[str, Any]) -> tuple[Any, FieldReader, Redactor | None]:
+    normalizer = Normalizer(width=config["width_policy"], t2s=bool(config["t2s"]))
+    redactor = Redactor(config["kinds"]) if config["kinds"] else None
+    fields = FieldReader(normalizer, redactor)
+    cls = TextImporter if config["fmt"] == "text" else IMPORTERS[config["fmt"]]
+    importer = cls(fields, config["columns"], **config["importer"])
+    return importer, fields, redactor
+
+
+class _Converter:
+    """RawRecord -> units: ("a", line, hash, key, row_bytes, bench_bytes, stratum, multi, orig)
+    for rows to accept (dedup and writing happen in the collector) or ("r", line, kind,
+    quarantine_bytes, message) for rejects."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.fmt = config["fmt"]
+        self.importer, self.fields, self.redactor = _build(config)
+        self.max_chars = config["max_chars"]
+        self.dedup = config["dedup"]
+        self.strat_key = config["strat_key"]
+        self.is_alpaca = isinstance(self.importer, AlpacaImporter)
+        self._src_json: dict[str, bytes] = {}
+        self._fast = (self.is_alpaca and self.redactor is None and self.dedup in ("exact", "none")
+                      and self.strat_key in (None, "source"))
+        self._resolved = getattr(self.importer, "_resolved", {})
+        self._norm = self.fields.normalize
+
+    def reject(self, source: str, line: int, reason: str, kind: str, original: Any = None,
+               raw: str | None = None) -> tuple:
+        message = f"{source}:{line}: {reason}"
+        rec: dict[str, Any] = {"reason": reason, "kind": kind, "source": source, "line": line, "message": message}
+        if original is not None:
+            rec["original"] = original
+        else:
+            rec["raw"] = raw
+        return ("r", line, kind, _dumps(rec) + b"\n", message)
+
+    def record(self, rec: files_mod.RawRecord, orig: Any = None) -> list[tuple]:
+        if rec.error is not None:
+            return [self.reject(rec.source, rec.line, rec.error, rec.kind, raw=rec.raw)]
+        return self.record_obj(rec.obj, rec.line, rec.source, orig)
+
+    def fast_alpaca(self, obj: dict, line: int, source: str, orig: Any) -> tuple | None:
+        """The common alpaca row (known keys, plain non-empty strings, no history, no
+        redaction) without the general machinery; None means "take the general path".
+        Produces exactly what record_obj would (tests compare the two paths)."""
+        keys = self._resolved.get(tuple(obj))
+        if keys is None:
+            return None
+        ik, nk, ok, sk, hk = keys
+        if ik is None or ok is None or (hk is not None and obj[hk]):
+            return None
+        i, o = obj[ik], obj[ok]
+        inp = obj[nk] if nk is not None else ""
+        sy = obj[sk] if sk is not None else ""
+        if type(i) is not str or type(o) is not str or type(inp) is not str or type(sy) is not str:
+            return None
+        norm = self._norm
+        i, o = norm(i), norm(o)
+        if not i or not o:
+            return None
+        if inp:
+            inp = norm(inp)
+        if sy:
+            sy = norm(sy)
+        if self.max_chars and len(i) + len(o) + len(inp) + len(sy) > self.max_chars:
+            return None
+        body = orjson.dumps({"instruction": i, "input": inp, "output": o, "system": sy})
+        h = dedup_mod.key_hash(body.lower().translate(None, dedup_mod.ASCII_DROP)) if self.dedup == "exact" else None
+        src = self._src_json.get(source)
+        if src is None:
+            src = self._src_json[source] = b',"source":' + orjson.dumps(source) + b',"source_row":'
+        return ("a", line, h, None, b"%b%b%d}\n" % (body[:-1], src, line), None,
+                source if self.strat_key else None, False, orig)
+
+    def record_obj(self, obj: dict, line: int, source: str, orig: Any = None) -> list[tuple]:
+        if self._fast:
+            u = self.fast_alpaca(obj, line, source, orig if orig is not None else obj)
+            if u is not None:
+                return [u]
+        self.importer.current_line = line
+        try:
+            rows = self.importer.convert(obj)
+        except RowError as exc:
+            reason, kind = exc.reason, exc.kind
+            if kind == "missing":
+                other = detect_row(obj.keys())
+                if other and other != self.fmt:
+                    reason = (f"row is {other} ({HINTS[other]}), not {self.fmt}: {reason}; "
+                              f"import it separately with --format {other}")
+                    kind = "format"
+            return [self.reject(source, line, reason, kind, obj)]
+        if len(rows) == 1 and self.fmt != "text":
+            return [self.row(rows[0], source, line, orig if orig is not None else obj)]
+        return [self.row(row, source, row.get("_line") or line, {"text": row.get("text")}) for row in rows]
+
+    def row(self, row: dict[str, Any], source: str, line: int, original: Any) -> tuple:
+        bench_row = row.pop("_benchmark", None) if self.fmt == "mcq" else None
+        if "_line" in row:
+            del row["_line"]
+        multi = False
+        if self.is_alpaca and "history" in row:
+            if row["history"]:
+                row, multi = to_sharegpt(row), True
+            else:
+                del row["history"]
+        texts = self.importer.texts(row)
+        if self.max_chars:
+            n = sum(map(len, texts))
+            if n > self.max_chars:
+                return self.reject(source, line, f"row is {n:,} characters, over --max-chars {self.max_chars:,} "
+                                   "(raise it, or 0 for no limit)", "too_long", original)
+        try:
+            body = orjson.dumps(row)
+        except TypeError:
+            body = _dumps(row)
+        key = h = None
+        if self.dedup == "exact":
+            # the row's JSON, ASCII-lower-cased, without ASCII punctuation/whitespace (so
+            # without quotes, braces and escapes): the same text, fields and order
+            h = dedup_mod.key_hash(body.lower().translate(None, dedup_mod.ASCII_DROP))
+        elif self.dedup == "near":
+            key = dedup_mod.dedup_key(texts)
+        src = self._src_json.get(source)
+        if src is None:
+            src = self._src_json[source] = b',"source":' + orjson.dumps(source) + b',"source_row":'
+        data = b"%b%b%d}\n" % (body[:-1], src, line)
+        if self.strat_key:
+            stratum = source if self.strat_key == "source" else split_mod.stratum_of(row, self.strat_key)
+        else:
+            stratum = None
+        return ("a", line, h, key, data, _dumps(bench_row) + b"\n" if bench_row else None,
+                stratum, multi, original)
+
+    def flush(self, source: str) -> list[tuple]:
+        if isinstance(self.importer, TextImporter):
+            return [self.row(r, source, r.get("_line") or 0, {"text": r.get("text")}) for r in self.importer.flush()]
+        return []
+
+
+# --- parallel workers for large JSON Lines files ---------------------------------------------
+
+_WORKER: _Converter | None = None
+
+
+def _worker_init(config: dict[str, Any]) -> None:
+    global _WORKER
+    _WORKER = _Converter(config)
+
+
+def _worker_chunk(chunk: bytes, first_line: int, source: str, encoding: str) -> dict[str, Any]:
+    """Convert one block of JSON Lines; the result is packed (one bytes blob and int lists)
+    so that handing it back to the main process costs little per row."""
+    conv = _WORKER
+    assert conv is not None
+    before = Counter(conv.redactor.counts) if conv.redactor else Counter()
+    blob: list[bytes] = []
+    size = 0
+    ends: list[int] = []
+    lines: list[int] = []
+    hashes: list[int] = []
+    starts: list[int] = []
+    stops: list[int] = []
+    strata: list[Any] = []
+    multi: list[int] = []
+    rejects: list[tuple] = []
+    utf8 = encoding in ("utf-8", "utf-8-sig")
+    loads = orjson.loads
+    pos = 0
+    line = first_line - 1
+    for data in chunk.split(b"\n"):
+        line += 1
+        end = pos + len(data) + 1
+        obj = None
+        if utf8 and line != 1:
+            try:
+                obj = loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        if type(obj) is dict:
+            units = conv.record_obj(obj, line, source, (pos, end))
+        else:
+            rec = files_mod.parse_jsonl_line(data, line, source, encoding)
+            units = conv.record(rec, (pos, end)) if rec is not None else ()
+        for u in units:
+            if u[0] == "r":
+                rejects.append((len(lines), u[3], u[2], u[4]))
+                continue
+            blob.append(u[4])
+            size += len(u[4])
+            ends.append(size)
+            lines.append(u[1])
+            hashes.append(u[2] if u[2] is not None else -1)
+            starts.append(pos)
+            stops.append(end)
+            strata.append(u[6])
+            if u[7]:
+                multi.append(len(lines) - 1)
+        pos = end
+    delta = dict(conv.redactor.counts - before) if conv.redactor else {}
+    return {"blob": b"".join(blob), "ends": ends, "lines": lines, "hashes": hashes, "starts": starts,
+            "stops": stops, "strata": strata if conv.strat_key else None, "multi": multi,
+            "rejects": rejects, "redactions": delta}
+
+
+def _parallel_units(path: Path, config: dict[str, Any], source: str, encoding: str, workers: int,
+                    chunk_bytes: int = 4 << 20) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """(packed result, chunk bytes) per chunk, in file order, at most 2 chunks per worker in
+    flight (so memory stays bounded whatever the file size)."""
+    import multiprocessing as mp
+    from collections import deque
+
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(config,)) as pool:
+        pending: deque = deque()
+        chunks = files_mod.jsonl_chunks(path, chunk_bytes)
+        done = False
+        while True:
+            while not done and len(pending) < 2 * workers:
+                item = next(chunks, None)
+                if item is None:
+                    done = True
+                    break
+                chunk, first = item
+                pending.append((pool.apply_async(_worker_chunk, (chunk, first, source, encoding)), chunk))
+            if not pending:
+                break
+            fut, chunk = pending.popleft()
+            yield fut.get(), chunk
+
+
+def _parallel_ok(fmt: str, opts: dict[str, Any], path: Any, encoding: str) -> int:
+    """How many worker processes to use for this file (0: run in this process)."""
+    workers = opts["workers"]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4)
+    workers = int(workers)
+    if workers < 2 or fmt not in ("alpaca", "cot", "sharegpt", "openai") or opts["dedup"] == "near" \
+            or opts["limit"] or not isinstance(path, Path) or not path.is_file():
+        return 0
+    if path.stat().st_size < int(opts["parallel_min_bytes"]) or not files_mod.is_jsonl(path, encoding):
+        return 0
+    return workers
+
+
+# --- the import ------------------------------------------------------------------------------
+
 def import_source(path: str | Path, name: str, fmt: str | None = None, *, project: Path | None = None,
                   **options: Any) -> ImportReport:
     """Import PATH as dataset NAME; see the module docstring. Raises FactoryKitError."""
@@ -195,59 +446,63 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         fmt = None
 
     targets = files_mod.expand(path)
-    normalizer = Normalizer(width=opts["width_policy"], t2s=bool(opts["t2s"]))
     kinds = parse_kinds(opts["redact"])
-    redactor = Redactor(kinds) if kinds else None
-    fields = FieldReader(normalizer, redactor)
     columns = parse_columns(opts["columns"])
-    deduper = dedup_mod.make(opts["dedup"], float(opts["near_threshold"]), int(opts["near_ngram"]))
+    if opts["dedup"] not in dedup_mod.DEDUP_MODES:
+        raise FactoryKitError(f"--dedup {opts['dedup']!r}: choose one of {', '.join(dedup_mod.DEDUP_MODES)}")
     ratios = split_mod.parse_ratios(opts["split"]) if opts["split"] else None
     max_chars = int(opts["max_chars"] or 0)
     limit = int(opts["limit"]) if opts["limit"] else None
+    strat_key = opts["stratify"] if ratios else None
+    if strat_key in (True, "true", "yes"):
+        strat_key = "source"
 
-    # -- sources as (display, record iterator, is_table, is_text) ------------------------
-    def open_sources() -> Iterator[tuple[str, Iterator[files_mod.RawRecord], bool, bool]]:
+    # -- sources as (path or None, display, record iterator, is_table, is_text) ----------------
+    def open_sources() -> Iterator[tuple[Path | None, str, Iterator[files_mod.RawRecord], bool, bool]]:
         if isinstance(targets, str):  # hub id
-            yield targets, files_mod.read_hf(targets, targets, opts["hf_split"]), False, False
+            yield None, targets, files_mod.read_hf(targets, targets, opts["hf_split"]), False, False
             return
         for p in targets:
             src = files_mod.display(p)
             if reader_hf and not p.is_dir():
                 raise FactoryKitError(f"{src}: --format hf expects a save_to_disk folder or a hub id")
             recs = files_mod.read(p, encoding=opts["encoding"], sheet=opts["sheet"], hf_split=opts["hf_split"])
-            yield src, recs, files_mod.from_table(p), files_mod.is_text_file(p)
+            yield p, src, recs, files_mod.from_table(p), files_mod.is_text_file(p)
 
     sources = open_sources()
     first = next(sources)
     # Peek at the first records to detect the format (kept and replayed, not re-read).
-    peeked = list(itertools.islice(first[1], 200))
-    first = (first[0], itertools.chain(peeked, first[1]), first[2], first[3])
+    peeked = list(itertools.islice(first[2], 200))
+    first = (first[0], first[1], itertools.chain(peeked, first[2]), first[3], first[4])
     if fmt is None:
-        if first[3]:
+        if first[4]:
             fmt = "text"
         else:
             objs = [r.obj for r in peeked if r.obj is not None]
             if columns:
                 objs = [{**o, **{k: o[v] for k, v in columns.items() if v in o}} for o in objs]
-            fmt, votes = detect(objs)
+            fmt, _votes = detect(objs)
             if fmt is None:
                 if not objs:
                     errs = [r.error for r in peeked if r.error]
                     why = f" (line {peeked[0].line}: {errs[0]})" if errs else ""
-                    raise FactoryKitError(f"{first[0]}: no readable rows in the first {len(peeked)}{why}; "
+                    raise FactoryKitError(f"{first[1]}: no readable rows in the first {len(peeked)}{why}; "
                                           "is this the right file?")
                 cols = sorted({k for o in objs[:20] for k in o if isinstance(k, str)})
                 raise FactoryKitError(
-                    f"{first[0]}: cannot tell the format from columns {cols[:12]}; name it with --format "
+                    f"{first[1]}: cannot tell the format from columns {cols[:12]}; name it with --format "
                     f"({', '.join(f for f in FORMATS if f != 'hf')}) and map columns with "
                     "--columns instruction=COL,output=COL")
 
-    importer_opts = {"name": name, "cot_style": opts["cot_style"], "chunk_chars": opts["chunk_chars"],
-                     "chunk_tokens": opts["chunk_tokens"], "tokenizer": opts["tokenizer"]}
-    if fmt == "text":
-        importer = TextImporter(fields, columns, **importer_opts)
-    else:
-        importer = IMPORTERS[fmt](fields, columns, **importer_opts)
+    config = {
+        "fmt": fmt, "width_policy": opts["width_policy"], "t2s": bool(opts["t2s"]), "kinds": kinds,
+        "columns": columns, "max_chars": max_chars, "dedup": opts["dedup"], "strat_key": strat_key,
+        "importer": {"name": name, "cot_style": opts["cot_style"], "chunk_chars": opts["chunk_chars"],
+                     "chunk_tokens": opts["chunk_tokens"], "tokenizer": opts["tokenizer"]},
+    }
+    conv = _Converter(config)
+    importer = conv.importer
+    deduper = dedup_mod.make(opts["dedup"], float(opts["near_threshold"]), int(opts["near_ngram"]))
 
     out_path = data_file(project, name)
     q_path = quarantine_file(project, name)
@@ -259,115 +514,173 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
 
     counts = Counter()  # accepted, quarantined, duplicates
     reasons: Counter[str] = Counter()
+    redactions: Counter[str] = Counter()
     examples: list[str] = []
     strata: Counter[str] = Counter()
-    strat_key = opts["stratify"] if ratios else None
-    if strat_key in (True, "true", "yes"):
-        strat_key = "source"
     source_ids: dict[str, int] = {}
     source_names: list[str] = []
     progress = opts["progress"]
-    n_records = 0
-    is_alpaca = isinstance(importer, AlpacaImporter)
+    state = {"multi": False, "records": 0}
 
-    def reject(source: str, line: int, reason: str, kind: str, original: Any = None, raw: str | None = None) -> None:
-        message = f"{source}:{line}: {reason}"
-        rec: dict[str, Any] = {"reason": reason, "kind": kind, "source": source, "line": line, "message": message}
-        if original is not None:
-            rec["original"] = original
-        else:
-            rec["raw"] = raw
-        quarantine.write(rec)
-        counts["quarantined"] += 1
-        reasons[kind] += 1
-        if kind == "duplicate":
-            counts["duplicates"] += 1
-        if len(examples) < 5:
-            examples.append(message)
-
-    def accept(row: dict[str, Any], source: str, line: int, original: Any) -> None:
-        bench_row = row.pop("_benchmark", None)
-        row.pop("_line", None)
-        if is_alpaca:
-            was = importer.multi_turn
-            row = importer.finalize(row)
-            if importer.multi_turn and not was and out.count:
-                out.rewrite(to_sharegpt)
-        texts = importer.texts(row)
-        if max_chars:
-            n = sum(len(t) for t in texts)
-            if n > max_chars:
-                reject(source, line, f"row is {n:,} characters, over --max-chars {max_chars:,} "
-                       "(raise it, or 0 for no limit)", "too_long", original)
-                return
+    def take(units: list[tuple], source: str, original_of: Callable[[Any], Any]) -> None:
         sid = source_ids.get(source)
         if sid is None:
             sid = source_ids[source] = len(source_names)
             source_names.append(source)
-        if deduper is not None:
-            loc = (sid << 40) | line
-            hit = deduper.check(dedup_mod.dedup_text(texts), loc)
-            if hit is not None:
-                if isinstance(hit, tuple):
-                    first_loc, sim = hit
-                    what = "exact duplicate" if sim >= 1.0 else f"near-duplicate (similarity {sim:.2f})"
+        for u in units:
+            if u[0] == "r":
+                quarantine.fh.write(u[3])
+                counts["quarantined"] += 1
+                reasons[u[2]] += 1
+                if len(examples) < 5:
+                    examples.append(u[4])
+                continue
+            _, line, h, key, row_bytes, bench_bytes, stratum, multi, orig = u
+            if deduper is not None:
+                hit = deduper.check(h if h is not None else key, (sid << 40) | line)
+                if hit is not None:
+                    if isinstance(hit, tuple):
+                        first_loc, sim = hit
+                        what = "exact duplicate" if sim >= 1.0 else f"near-duplicate (similarity {sim:.2f})"
+                    else:
+                        first_loc, what = hit, "exact duplicate"
+                    where = f"{source_names[first_loc >> 40]}:{first_loc & ((1 << 40) - 1)}"
+                    r = conv.reject(source, line, f"{what} of {where}", "duplicate", original_of(orig))
+                    quarantine.fh.write(r[3])
+                    counts["quarantined"] += 1
+                    counts["duplicates"] += 1
+                    reasons["duplicate"] += 1
+                    if len(examples) < 5:
+                        examples.append(r[4])
+                    continue
+            if multi and not state["multi"]:
+                state["multi"] = True
+                importer.multi_turn = True
+                if out.count:
+                    out.rewrite(to_sharegpt)
+            elif state["multi"] and not multi:
+                row_bytes = _dumps(to_sharegpt(orjson.loads(row_bytes))) + b"\n"
+            out.fh.write(row_bytes)
+            out.count += 1
+            counts["accepted"] += 1
+            if bench_bytes is not None and bench is not None:
+                bench.fh.write(bench_bytes)
+            if stratum is not None:
+                strata[stratum] += 1
+
+    def same(x: Any) -> Any:
+        return x
+
+    def take_packed(packed: dict[str, Any], chunk: bytes, source: str) -> None:
+        """Main-process side of a worker's block: dedup and write, mostly as whole slices."""
+        if packed["multi"] or state["multi"] or (deduper is not None and not isinstance(deduper, dedup_mod.ExactDeduper)):
+            blob, ends = packed["blob"], packed["ends"]
+            units = []
+            prev = 0
+            for i, line in enumerate(packed["lines"]):
+                h = packed["hashes"][i]
+                units.append(("a", line, None if h == -1 else h, None, blob[prev:ends[i]], None,
+                              packed["strata"][i] if packed["strata"] else None, i in packed["multi"],
+                              (packed["starts"][i], packed["stops"][i])))
+                prev = ends[i]
+            for pos, qbytes, kind, message in reversed(packed["rejects"]):
+                units.insert(pos, ("r", 0, kind, qbytes, message))
+            take(units, source, lambda span: orjson.loads(chunk[span[0]:span[1]]))
+            return
+        sid = source_ids.get(source)
+        if sid is None:
+            sid = source_ids[source] = len(source_names)
+            source_names.append(source)
+        blob = memoryview(packed["blob"])
+        ends, lines, hashes = packed["ends"], packed["lines"], packed["hashes"]
+        strata_list = packed["strata"]
+        rejects = packed["rejects"]
+        seen = deduper._seen if deduper is not None else None
+        qfh, ofh = quarantine.fh, out.fh
+        ri = 0
+        start = 0  # blob offset of the first accepted row not yet written
+        prev = 0
+        written = 0
+        base = sid << 40
+        for i in range(len(lines)):
+            while ri < len(rejects) and rejects[ri][0] == i:
+                _, qbytes, kind, message = rejects[ri]
+                qfh.write(qbytes)
+                counts["quarantined"] += 1
+                reasons[kind] += 1
+                if len(examples) < 5:
+                    examples.append(message)
+                ri += 1
+            if seen is not None:
+                h = hashes[i]
+                first_loc = seen.get(h)
+                if first_loc is None:
+                    seen[h] = base | lines[i]
                 else:
-                    first_loc, what = hit, "exact duplicate"
-                where = f"{source_names[first_loc >> 40]}:{first_loc & ((1 << 40) - 1)}"
-                reject(source, line, f"{what} of {where}", "duplicate", original)
-                return
-        row["source"] = source
-        row["source_row"] = line
-        out.write(row)
-        counts["accepted"] += 1
-        if bench is not None and bench_row is not None:
-            bench.write(bench_row)
-        if strat_key:
-            strata[split_mod.stratum_of(row, strat_key)] += 1
+                    if prev > start:
+                        ofh.write(blob[start:prev])
+                    start = ends[i]
+                    where = f"{source_names[first_loc >> 40]}:{first_loc & ((1 << 40) - 1)}"
+                    r = conv.reject(source, lines[i], f"exact duplicate of {where}", "duplicate",
+                                    orjson.loads(chunk[packed["starts"][i]:packed["stops"][i]]))
+                    qfh.write(r[3])
+                    counts["quarantined"] += 1
+                    counts["duplicates"] += 1
+                    reasons["duplicate"] += 1
+                    if len(examples) < 5:
+                        examples.append(r[4])
+                    prev = ends[i]
+                    continue
+            prev = ends[i]
+            written += 1
+            if strata_list is not None:
+                strata[strata_list[i]] += 1
+        if prev > start:
+            ofh.write(blob[start:prev])
+        for _, qbytes, kind, message in rejects[ri:]:
+            qfh.write(qbytes)
+            counts["quarantined"] += 1
+            reasons[kind] += 1
+            if len(examples) < 5:
+                examples.append(message)
+        out.count += written
+        counts["accepted"] += written
 
     try:
-        for src, records, is_table, is_text in itertools.chain([first], sources):
-            fields.numbers_as_text = is_table
+        for p, src, records, is_table, is_text in itertools.chain([first], sources):
+            conv.fields.numbers_as_text = is_table
             if isinstance(importer, TextImporter):
                 importer.merge_records = is_text
             elif is_text:
-                for rec in records:
-                    reject(rec.source, rec.line, f"a plain-text file cannot be part of a {fmt} import; "
-                           "import it with --format text", "invalid", rec.obj, rec.raw)
+                take([conv.reject(rec.source, rec.line, f"a plain-text file cannot be part of a {fmt} import; "
+                                  "import it with --format text", "invalid", rec.obj, rec.raw) for rec in records],
+                     src, same)
+                continue
+            encoding = files_mod.sniff_encoding(p, opts["encoding"]) if p is not None and p.is_file() else ""
+            workers = _parallel_ok(fmt, opts, p, encoding)
+            if workers:
+                for packed, chunk in _parallel_units(p, config, src, encoding, workers):
+                    take_packed(packed, chunk, src)
+                    redactions.update(packed["redactions"])
+                    state["records"] += len(packed["lines"]) + len(packed["rejects"])
+                    if progress is not None:
+                        progress(state["records"], counts["accepted"], counts["quarantined"])
                 continue
             for rec in records:
-                n_records += 1
-                if limit is not None and n_records > limit:
+                state["records"] += 1
+                if limit is not None and state["records"] > limit:
                     break
-                if progress is not None and n_records % 10000 == 0:
-                    progress(n_records, counts["accepted"], counts["quarantined"])
-                if rec.error is not None:
-                    reject(rec.source, rec.line, rec.error, rec.kind, raw=rec.raw)
-                    continue
-                importer.current_line = rec.line
-                try:
-                    rows = importer.convert(rec.obj)
-                except RowError as exc:
-                    reason, kind = exc.reason, exc.kind
-                    if kind == "missing":
-                        other = detect_row(rec.obj.keys())
-                        if other and other != fmt:
-                            reason = (f"row is {other} ({HINTS[other]}), not {fmt}: {reason}; "
-                                      f"import it separately with --format {other}")
-                            kind = "format"
-                    reject(rec.source, rec.line, reason, kind, rec.obj)
-                    continue
-                for row in rows:
-                    line = row.get("_line") or rec.line
-                    accept(row, rec.source, line, rec.obj if len(rows) == 1 and not is_text else {"text": row.get("text")})
-            if isinstance(importer, TextImporter):
-                for row in importer.flush():
-                    accept(row, src, row.get("_line") or 0, {"text": row.get("text")})
+                if progress is not None and state["records"] % 10000 == 0:
+                    progress(state["records"], counts["accepted"], counts["quarantined"])
+                take(conv.record(rec), src, same)
+            take(conv.flush(src), src, same)
         importer.finish()
     except BaseException:
         for s in sinks:
             s.discard()
         raise
+    if conv.redactor is not None:
+        redactions.update(conv.redactor.counts)
 
     total = counts["accepted"] + counts["quarantined"]
     if counts["accepted"] == 0:
@@ -443,7 +756,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     report = ImportReport(
         name=name, format=fmt, total=total, accepted=counts["accepted"], quarantined=counts["quarantined"],
         duplicates=counts["duplicates"], output=out_path, quarantine=q_final, registered=list(entries),
-        redactions=dict(redactor.counts) if redactor else {}, benchmark=b_path, project=project,
+        redactions=dict(redactions) if kinds else {}, benchmark=b_path, project=project,
         splits=split_counts, reasons=dict(reasons), examples=examples,
         sources=source_names if source_names else [str(path)], output_format=_output_format(entry),
         seconds=time.monotonic() - started)

@@ -10,7 +10,6 @@ it is opt-in: see docs/data.md for measured memory.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -19,12 +18,23 @@ import xxhash
 from .errors import FactoryKitError
 
 DEDUP_MODES = ("exact", "near", "none")
-_NOT_WORD = re.compile(r"[\W_]+")
+ASCII_DROP = bytes(range(0, 0x30)) + bytes(range(0x3A, 0x41)) + bytes(range(0x5B, 0x61)) + bytes(range(0x7B, 0x80))
+
+
+def dedup_key(parts: list[str]) -> bytes:
+    """What two rows are compared on: their (already normalised) fields, ASCII-lower-cased, with
+    ASCII whitespace and punctuation removed, as UTF-8 bytes. C-level string operations
+    only: this runs once per row. Full-width punctuation is kept (the zh width policy has
+    already made "头痛,发热" and "头痛，发热" the same); near dedup catches the rest."""
+    return "".join(parts).encode("utf-8", "surrogatepass").lower().translate(None, ASCII_DROP)
+
+
+def key_hash(key: bytes) -> int:
+    return xxhash.xxh3_64_intdigest(key)
 
 
 def dedup_text(parts: list[str]) -> str:
-    """The text two rows are compared on: fields joined, case-folded, spaces/punctuation out."""
-    return _NOT_WORD.sub("", "\x1f".join(parts).casefold())
+    return dedup_key(parts).decode("utf-8", "surrogatepass")
 
 
 class ExactDeduper:
@@ -33,8 +43,12 @@ class ExactDeduper:
     def __init__(self) -> None:
         self._seen: dict[int, Any] = {}
 
-    def check(self, text: str, loc: Any) -> Any | None:
-        h = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
+    def check(self, text: str | bytes | int, loc: Any) -> Any | None:
+        """``text`` may be the key text, its bytes, or its :func:`key_hash` already."""
+        if isinstance(text, int):
+            h = text
+        else:
+            h = xxhash.xxh3_64_intdigest(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
         first = self._seen.get(h)
         if first is not None:
             return first
@@ -71,7 +85,9 @@ class NearDeduper:
         self._locs: list[Any] = []
         self._exact = ExactDeduper() if exact else None
 
-    def _sketch(self, text: str):
+    def _sketch(self, text: str | bytes):
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "surrogatepass")
         n = self.ngram
         if len(text) <= n:
             shingles = {text}

@@ -52,7 +52,15 @@ _ZH_PUNCT_MAP = {",": "，", ";": "；", ":": "：", "?": "？", "!": "！", "."
 _HSPACE = re.compile(r"[ \t]+")
 _TRAIL = re.compile(r"[ \t]+\n")
 _MANY_NL = re.compile(r"\n{3,}")
-_NEEDS_WS = re.compile(r"[ \t]{2,}|[ \t]\n|\n\n\n|\t")
+# One C-level scan decides whether a text needs any per-character work at all: most rows
+# need none, and str.translate with a dict table is slow on long texts.
+_DROP_CHARS = "\x00-\x08\x0b-\x1f\x7f-\xa0\u00ad\u200b-\u200d\u2060\ufeff"
+_NEEDS = {
+    "zh": re.compile(rf"[{_DROP_CHARS}\uff10-\uff19\uff21-\uff3a\uff41-\uff5a,;:?!.]"),
+    "half": re.compile(rf"[{_DROP_CHARS}\uff01-\uff5e\u3000]"),
+    "keep": re.compile(rf"[{_DROP_CHARS}]"),
+}
+_NEEDS_ASCII = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -70,6 +78,8 @@ class Normalizer:
             raise FactoryKitError(
                 f"--width-policy {self.width!r}: choose one of {', '.join(WIDTH_POLICIES)}"
             )
+        self._needs = _NEEDS[self.width]
+        self._table = {"zh": _ZH_TABLE, "half": _HALF_TABLE, "keep": _DROP}[self.width]
         if self.t2s:
             import opencc  # opencc-python-reimplemented
 
@@ -79,20 +89,18 @@ class Normalizer:
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         if text.isascii():
-            text = text.translate(_DROP)
-        else:
-            text = unicodedata.normalize("NFC", text)
-            if self.width == "zh":
-                text = text.translate(_ZH_TABLE)
-                if _ZH_PUNCT.search(text):
-                    text = _ZH_PUNCT.sub(lambda m: _ZH_PUNCT_MAP[m.group(1)], text)
-            elif self.width == "half":
-                text = text.translate(_HALF_TABLE)
-            else:
+            if _NEEDS_ASCII.search(text):
                 text = text.translate(_DROP)
+        else:
+            if not unicodedata.is_normalized("NFC", text):
+                text = unicodedata.normalize("NFC", text)
+            if self._needs.search(text):
+                text = text.translate(self._table)
+                if self.width == "zh" and _ZH_PUNCT.search(text):
+                    text = _ZH_PUNCT.sub(lambda m: _ZH_PUNCT_MAP[m.group(1)], text)
             if self._opencc is not None:
                 text = self._opencc.convert(text)
-        if _NEEDS_WS.search(text):
+        if "  " in text or "\t" in text or " \n" in text or "\n\n\n" in text:
             text = _HSPACE.sub(" ", text)
             text = _TRAIL.sub("\n", text)
             text = _MANY_NL.sub("\n\n", text)
@@ -158,8 +166,17 @@ class FieldReader:
             text = self.redact(text)
         return text
 
-    def value(self, label: str, value: Any, *, required: bool = True) -> str:
-        """Validate and clean one value already taken out of its row; ``label`` names it."""
+    def value(self, label: str, value: Any, *, required: bool = True, key: str | None = None) -> str:
+        """Validate and clean one value already taken out of its row; ``label`` names it
+        (or, when ``key`` is given, ``field "KEY"``: built only if there is an error)."""
+        if type(value) is str:  # the common case, first and cheap
+            text = self.normalize(value)
+            if self.redact is not None and text:
+                text = self.redact(text)
+            if text or not required:
+                return text
+        if key is not None:
+            label = f'field "{key}"'
         if value is None:
             if required:
                 raise RowError(f"{label} is null", kind="missing")
@@ -182,13 +199,6 @@ class FieldReader:
                 raise RowError(f'missing field "{name}"' + did_you_mean(row, [name, *aliases]),
                                kind="missing")
             return ""
-        return self.value(f'field "{key}"', row[key], required=required)
+        return self.value("", row[key], required=required, key=key)
 
 
-def row_chars(row: dict, fields: Iterable[str]) -> int:
-    total = 0
-    for name in fields:
-        value = row.get(name)
-        if isinstance(value, str):
-            total += len(value)
-    return total

@@ -25,17 +25,45 @@ class AlpacaImporter(Importer):
         # rows, so an import with any multi-turn row is written as sharegpt conversations
         # (the same turns LLaMA-Factory's alpaca converter would build).
         self.multi_turn = False
+        self._resolved: dict[tuple, tuple] = {}
 
     @classmethod
     def detect(cls, keys: set[str]) -> bool:
         return bool(keys & {k.lower() for k in INSTRUCTION}) and bool(keys & {k.lower() for k in OUTPUT})
 
     def convert(self, row: dict) -> list[dict[str, Any]]:
-        instruction = self.field(row, "instruction", INSTRUCTION[1:])
-        inp = self.field(row, "input", INPUT[1:], required=False)
-        output = self.field(row, "output", OUTPUT[1:])
-        system = self.field(row, "system", SYSTEM[1:], required=False)
-        history = self._history(row)
+        keys = self._resolved.get(tuple(row))
+        if keys is None:
+            keys = (self.key(row, "instruction", INSTRUCTION[1:]), self.key(row, "input", INPUT[1:]),
+                    self.key(row, "output", OUTPUT[1:]), self.key(row, "system", SYSTEM[1:]),
+                    self.key(row, "history", HISTORY[1:]))
+            if len(self._resolved) < 4096:
+                self._resolved[tuple(row)] = keys
+        ik, nk, ok, sk, hk = keys
+        if ik is None or ok is None:
+            self.field(row, "instruction", INSTRUCTION[1:])  # raises the "missing field" reason
+            self.field(row, "output", OUTPUT[1:])
+        f = self.f
+        if f.redact is None:  # hot path: plain strings, normalised inline
+            norm = f.normalize
+            instruction, output = row[ik], row[ok]
+            instruction = norm(instruction) if type(instruction) is str else None
+            output = norm(output) if type(output) is str else None
+            if not instruction:
+                instruction = f.value("", row[ik], key=ik)
+            if not output:
+                output = f.value("", row[ok], key=ok)
+            inp = row[nk] if nk is not None else ""
+            inp = (norm(inp) if inp else "") if type(inp) is str else f.value("", inp, required=False, key=nk)
+            system = row[sk] if sk is not None else ""
+            system = (norm(system) if system else "") if type(system) is str else \
+                f.value("", system, required=False, key=sk)
+        else:
+            instruction = f.value("", row[ik], key=ik)
+            inp = f.value("", row[nk], required=False, key=nk) if nk is not None else ""
+            output = f.value("", row[ok], key=ok)
+            system = f.value("", row[sk], required=False, key=sk) if sk is not None else ""
+        history = self._history(row) if hk is not None else []
         out = {"instruction": instruction, "input": inp, "output": output, "system": system}
         if history:
             out["history"] = history
@@ -58,6 +86,8 @@ class AlpacaImporter(Importer):
         return pairs
 
     def texts(self, out: dict[str, Any]) -> list[str]:
+        if "instruction" in out and "history" not in out:
+            return [out["system"], out["instruction"], out["input"], out["output"]]
         if "conversations" in out:
             return [out["system"]] + [m["value"] for m in out["conversations"]]
         texts = super().texts(out)

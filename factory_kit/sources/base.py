@@ -46,6 +46,7 @@ class Importer:
         self.columns = columns or {}
         self.options = options
         self.current_line = 0  # line of the record being converted (set by the import)
+        self._keys: dict[tuple, str | None] = {}
 
     # -- detection -------------------------------------------------------------------
     @classmethod
@@ -58,7 +59,13 @@ class Importer:
         mapped = self.columns.get(name)
         if mapped is not None:
             return mapped if mapped in row else None
-        return lookup(row, (name, *aliases))
+        sig = (name, *row)  # rows of one file share their keys: resolve once per key set
+        found = self._keys.get(sig, "\0")
+        if found == "\0":
+            found = lookup(row, (name, *aliases))
+            if len(self._keys) < 4096:
+                self._keys[sig] = found
+        return found
 
     def field(self, row: dict, name: str, aliases: Iterable[str] = (), *, required: bool = True) -> str:
         return self.f.text(row, self.key(row, name, aliases), self.columns.get(name, name),

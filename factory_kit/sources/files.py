@@ -139,46 +139,68 @@ def _expect_object(obj: Any) -> str | None:
 
 # --- JSON Lines --------------------------------------------------------------------------
 
+def parse_jsonl_line(data: bytes, lineno: int, source: str, encoding: str) -> RawRecord | None:
+    """One JSON Lines line -> a record (None for a blank line, which carries nothing)."""
+    if lineno == 1 and data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    if encoding in ("utf-8", "utf-8-sig"):
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            if not data.strip():
+                return None
+        else:
+            if type(obj) is dict:
+                return RawRecord(source, lineno, obj)
+            return RawRecord(source, lineno, raw=data.decode("utf-8", "replace").rstrip("\r\n"),
+                             error=_expect_object(obj))
+    elif not data.strip():
+        return None
+    text = _decode_line(data, encoding)
+    if text is None:
+        return RawRecord(source, lineno, raw=data.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+                         error=UNDECODABLE.format(enc=encoding), kind="decode")
+    text = text.rstrip("\r\n")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return RawRecord(source, lineno, raw=text, error=_json_error(text))
+    except RecursionError:
+        return RawRecord(source, lineno, raw=text, error="not valid JSON (nested too deeply)")
+    err = _expect_object(obj)
+    if err is None:
+        return RawRecord(source, lineno, obj)
+    return RawRecord(source, lineno, raw=text, error=err)
+
+
 def read_jsonl(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
-    utf8 = encoding in ("utf-8", "utf-8-sig")
     with _open_binary(path) as fh:
         for lineno, data in enumerate(fh, 1):
-            if lineno == 1 and data.startswith(codecs.BOM_UTF8):
-                data = data[3:]
-            if not data.strip():
-                continue  # blank lines carry nothing
-            obj = None
-            if utf8:
-                try:
-                    obj = orjson.loads(data)
-                    err = _expect_object(obj)
-                    if err is None:
-                        yield RawRecord(source, lineno, obj)
-                    else:
-                        yield RawRecord(source, lineno, raw=data.decode("utf-8", "replace").rstrip("\r\n"),
-                                        error=err)
-                    continue
-                except orjson.JSONDecodeError:
-                    pass
-            text = _decode_line(data, encoding)
-            if text is None:
-                yield RawRecord(source, lineno, raw=data.decode("utf-8", "backslashreplace").rstrip("\r\n"),
-                                error=UNDECODABLE.format(enc=encoding), kind="decode")
+            rec = parse_jsonl_line(data, lineno, source, encoding)
+            if rec is not None:
+                yield rec
+
+
+def jsonl_chunks(path: Path, size: int = 4 << 20) -> Iterator[tuple[bytes, int]]:
+    """(bytes of whole lines, number of the first line) blocks of a JSON Lines file."""
+    line = 1
+    rest = b""
+    with _open_binary(path) as fh:
+        while True:
+            block = fh.read(size)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
                 continue
-            text = text.rstrip("\r\n")
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                yield RawRecord(source, lineno, raw=text, error=_json_error(text))
-                continue
-            except RecursionError:
-                yield RawRecord(source, lineno, raw=text, error="not valid JSON (nested too deeply)")
-                continue
-            err = _expect_object(obj)
-            if err is None:
-                yield RawRecord(source, lineno, obj)
-            else:
-                yield RawRecord(source, lineno, raw=text, error=err)
+            rest = block[cut:]
+            chunk = block[:cut]
+            yield chunk, line
+            line += chunk.count(b"\n")
+    if rest:
+        yield rest, line
 
 
 # --- JSON (array, object with a list, or JSON Lines named .json) -------------------------
@@ -603,6 +625,11 @@ def read(path: Path, *, encoding: str | None = None, sheet: str | None = None,
             yield from read_text_paragraphs(path, source, enc)
         else:  # pragma: no cover - expand() filters
             raise FactoryKitError(f"{source}: unsupported file type {ext}")
+
+
+def is_jsonl(path: Path, encoding: str) -> bool:
+    ext = base_suffix(path)
+    return ext in JSONL_EXT or (ext in JSON_EXT and _looks_like_jsonl(path, encoding))
 
 
 def is_text_file(path: Path) -> bool:
