@@ -690,7 +690,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         if counts["quarantined"]:
             quarantine.commit()
             rel = os.path.relpath(q_path, project)
-            raise FactoryKitError(f"{examples[0]} (and every other row: 0 of {total} accepted; all reasons in {rel})")
+            raise FactoryKitError(f"{examples[0]}; no row accepted ({total} quarantined, every reason in {rel})")
         quarantine.discard()
         raise FactoryKitError(f"{path}: no rows found (the file has no data rows)")
 
