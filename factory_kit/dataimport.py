@@ -275,10 +275,12 @@ class _Converter:
                     kind = "format"
             return [self.reject(source, line, reason, kind, obj)]
         if len(rows) == 1 and self.fmt != "text":
-            return [self.row(rows[0], source, line, orig if orig is not None else obj)]
+            return [self.row(rows[0], source, line, obj, orig)]
         return [self.row(row, source, row.get("_line") or line, {"text": row.get("text")}) for row in rows]
 
-    def row(self, row: dict[str, Any], source: str, line: int, original: Any) -> tuple:
+    def row(self, row: dict[str, Any], source: str, line: int, original: Any, token: Any = None) -> tuple:
+        """``original`` goes into a quarantine record made here; ``token`` (default: the
+        original) travels with an accepted row in case the collector finds it a duplicate."""
         bench_row = row.pop("_benchmark", None) if self.fmt == "mcq" else None
         if "_line" in row:
             del row["_line"]
@@ -314,7 +316,7 @@ class _Converter:
         else:
             stratum = None
         return ("a", line, h, key, data, _dumps(bench_row) + b"\n" if bench_row else None,
-                stratum, multi, original)
+                stratum, multi, original if token is None else token)
 
     def flush(self, source: str) -> list[tuple]:
         if isinstance(self.importer, TextImporter):
@@ -481,6 +483,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
             objs = [r.obj for r in peeked if r.obj is not None]
             if columns:
                 objs = [{**o, **{k: o[v] for k, v in columns.items() if v in o}} for o in objs]
+            if not peeked:
+                raise FactoryKitError(f"{first[1]}: no rows found (the file has no data rows)")
             fmt, _votes = detect(objs)
             if fmt is None:
                 if not objs:

@@ -1,0 +1,274 @@
+"""The bad-input corpus: every case states its expected message and counts.
+
+Generated here (not shipped) so that encodings and sizes are exact. For every import,
+accepted + quarantined == total, the output and quarantine files hold exactly those rows,
+and every quarantined row carries its source, line, reason and original (or raw text).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from factory_kit.dataimport import import_source
+from factory_kit.errors import FactoryKitError
+
+
+def jl(*rows) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows)
+
+
+def qa(i: int = 0, **kw) -> dict:
+    return {"instruction": f"黄芪的功效{i}？", "input": "", "output": f"补气升阳{i}。", **kw}
+
+
+def check(report, project: Path, accepted: int, quarantined: int, *messages: str, duplicates: int = 0) -> list[dict]:
+    assert (report.accepted, report.quarantined, report.duplicates) == (accepted, quarantined, duplicates)
+    assert report.accepted + report.quarantined == report.total
+    out = (project / "data" / f"{report.name}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(out) == accepted
+    for line in out:
+        row = json.loads(line)
+        assert row["source"] and row["source_row"] >= 1
+    rejects: list[dict] = []
+    if quarantined:
+        assert report.quarantine is not None
+        rejects = [json.loads(x) for x in report.quarantine.read_text(encoding="utf-8").splitlines()]
+        assert len(rejects) == quarantined
+        for r in rejects:
+            assert r["reason"] and r["source"] and r["line"] >= 1
+            assert r["message"] == f"{r['source']}:{r['line']}: {r['reason']}"
+            assert "original" in r or "raw" in r
+    else:
+        assert report.quarantine is None
+    text = "\n".join(r["message"] for r in rejects)
+    for m in messages:
+        assert m in text, f"{m!r} not in:\n{text}"
+    return rejects
+
+
+@pytest.fixture
+def raw(project) -> Path:
+    d = project / "raw"
+    d.mkdir()
+    return d
+
+
+def test_broken_jsonl_line(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1), '{"instruction": "a", "output": "b"', qa(3)), encoding="utf-8")
+    r = import_source(f, "t")
+    rej = check(r, project, 2, 1, "raw/x.jsonl:2: truncated JSON")
+    assert rej[0]["raw"] == '{"instruction": "a", "output": "b"'
+
+
+def test_not_json_and_non_object_lines(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1), "hello", "[1, 2]", '"text"', qa(5)), encoding="utf-8")
+    check(import_source(f, "t"), project, 2, 3, "x.jsonl:2: not valid JSON",
+          "x.jsonl:3: expected a JSON object per row, got a list", "x.jsonl:4: expected a JSON object per row, got a string")
+
+
+def test_truncated_json_array(project, raw):
+    f = raw / "x.json"
+    f.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c", "outp', encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 1, "x.json:3: truncated JSON in row 2")
+
+
+def test_json_array_broken_element_resyncs(project, raw):
+    f = raw / "x.json"
+    rows = [json.dumps(qa(i), ensure_ascii=False, indent=2).replace("\n", "\n  ") for i in range(4)]
+    rows[1] = rows[1].replace('"input": ""', '"input": "" "oops"')
+    f.write_text("[\n  " + ",\n  ".join(rows) + "\n]\n", encoding="utf-8")
+    rej = check(import_source(f, "t"), project, 3, 1, "not valid JSON in row 2")
+    assert rej[0]["line"] == 7
+
+
+def test_gbk_csv(project, raw):
+    f = raw / "his_export.csv"
+    f.write_bytes("问题,答案\n黄芪的功效？,补气升阳。\n头痛怎么办？,需辨证。\n".encode("gbk"))
+    r = import_source(f, "t")
+    check(r, project, 2, 0)
+    row = json.loads((project / "data" / "t.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert row["instruction"] == "黄芪的功效？" and row["output"] == "补气升阳。" and row["source_row"] == 2
+
+
+def test_gb18030_line_in_utf8_jsonl_and_undecodable_bytes(project, raw):
+    f = raw / "x.jsonl"
+    f.write_bytes(jl(qa(1)).encode() + jl(qa(2)).encode("gb18030") + b'{"instruction": "\xff\xfe", "output": "b"}\n')
+    rej = check(import_source(f, "t"), project, 2, 1, "x.jsonl:3: undecodable bytes")
+    assert "re-save the file as UTF-8 or pass --encoding" in rej[0]["reason"]
+
+
+def test_utf8_bom_jsonl_and_csv(project, raw):
+    f = raw / "bom.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + jl(qa(1), qa(2)).encode())
+    check(import_source(f, "t1"), project, 2, 0)
+    c = raw / "bom.csv"
+    c.write_bytes(b"\xef\xbb\xbf" + "instruction,output\n问,答\n".encode())
+    check(import_source(c, "t2"), project, 1, 0)
+
+
+def test_missing_column_with_did_you_mean(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1), {"instruction": "a", "outptu": "b"}, {"instruction": "c"}), encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 2,
+          'x.jsonl:2: missing field "output" (did you mean "outptu"? map it with --columns output=outptu)',
+          'x.jsonl:3: missing field "output"')
+
+
+def test_renamed_columns_need_mapping(project, raw):
+    f = raw / "x.csv"
+    f.write_text("q,a\n黄芪？,补气。\n", encoding="utf-8")
+    with pytest.raises(FactoryKitError, match=r"cannot tell the format from columns \['a', 'q'\].*--columns"):
+        import_source(f, "t")
+    check(import_source(f, "t", columns="instruction=q,output=a"), project, 1, 0)
+
+
+def test_chinese_headers_are_aliases(project, raw):
+    f = raw / "x.csv"
+    f.write_text("问题,回答\n黄芪？,补气。\n", encoding="utf-8")
+    r = import_source(f, "t")
+    assert r.format == "alpaca"
+    check(r, project, 1, 0)
+
+
+def test_nulls(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1, input=None, system=None), {"instruction": "a", "output": None},
+                    {"instruction": None, "output": "b"}), encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 2, 'x.jsonl:2: field "output" is null', 'x.jsonl:3: field "instruction" is null')
+
+
+def test_wrong_types(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1), {"instruction": "a", "output": 42}, {"instruction": ["a"], "output": "b"},
+                    {"instruction": "a", "output": "b", "history": "no"}), encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 3, 'x.jsonl:2: field "output" must be text, got a number',
+          'x.jsonl:3: field "instruction" must be text, got a list',
+          'x.jsonl:4: field "history" must be a list of [question, answer] pairs, got text')
+
+
+def test_numbers_in_spreadsheets_are_text(project, raw):
+    f = raw / "x.csv"
+    f.write_text("instruction,output\n1+1=?,2\n", encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 0)
+
+
+def test_empty_strings(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1), {"instruction": "a", "output": ""}, {"instruction": " \u3000\t", "output": "b"},
+                    {"instruction": "a", "output": "\u200b"}), encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 3, 'x.jsonl:2: field "output" is empty',
+          'x.jsonl:3: field "instruction" is empty', 'x.jsonl:4: field "output" is empty')
+
+
+def test_ten_megabyte_row(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1), qa(2, output="很长" * (5 << 20)), qa(3)), encoding="utf-8")
+    assert f.stat().st_size > 10 << 20
+    rej = check(import_source(f, "t"), project, 2, 1, "x.jsonl:2: row is 10,485,7")
+    assert "over --max-chars 50,000" in rej[0]["reason"]
+    assert len(rej[0]["original"]["output"]) == 10 << 20  # nothing lost: the row is kept whole
+    check(import_source(f, "t2", max_chars=0), project, 3, 0)  # 0 = no limit
+
+
+def test_mixed_formats(project, raw):
+    f = raw / "x.jsonl"
+    conv = {"conversations": [{"from": "human", "value": "你好"}, {"from": "gpt", "value": "您好"}]}
+    f.write_text(jl(qa(1), qa(2), conv, qa(4)), encoding="utf-8")
+    r = import_source(f, "t")
+    assert r.format == "alpaca"
+    check(r, project, 3, 1, 'x.jsonl:3: row is sharegpt (conversations: [{from, value}]), not alpaca',
+          "import it separately with --format sharegpt")
+
+
+def test_duplicate_rows(project, raw):
+    f = raw / "x.jsonl"
+    a = {"instruction": "头痛，发热怎么办？", "input": "", "output": "多喝水。"}
+    b = {"instruction": "头痛,发热怎么办?", "input": "", "output": "多喝水。 "}  # same after normalisation
+    f.write_text(jl(a, qa(2), a, b), encoding="utf-8")
+    check(import_source(f, "t"), project, 2, 2, "x.jsonl:3: exact duplicate of raw/x.jsonl:1",
+          "x.jsonl:4: exact duplicate of raw/x.jsonl:1", duplicates=2)
+    check(import_source(f, "t", dedup="none"), project, 4, 0)
+
+
+def test_blank_lines_are_not_rows_and_lines_stay_right(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl(qa(1)) + "\n   \n" + jl({"instruction": "a", "output": ""}), encoding="utf-8")
+    check(import_source(f, "t"), project, 1, 1, "x.jsonl:4: field \"output\" is empty")
+
+
+def test_ragged_csv_row(project, raw):
+    f = raw / "x.csv"
+    f.write_text('instruction,input,output\n"a",,"b"\n"c",d,e,f\n"多行\n问题",,答\n', encoding="utf-8")
+    rej = check(import_source(f, "t"), project, 2, 1, "x.csv:3: row has 4 cells, the header has 3")
+    assert rej[0]["raw"] == "c,d,e,f"
+    rows = (project / "data" / "t.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(rows[1])["source_row"] == 4 and json.loads(rows[1])["instruction"] == "多行\n问题"
+
+
+@pytest.mark.parametrize("content,name,message", [
+    (b"", "empty.jsonl", "empty.jsonl: file is empty"),
+    (b"x", "notes.docx", "unsupported file type .docx"),
+    (b"\n\n\n", "blank.jsonl", "no rows found"),
+    (b"[]", "empty_array.json", "empty_array.json: no rows found"),
+    (b"[\n", "open_array.json", "truncated JSON: the array is never closed"),
+    (b"instruction,output\n", "header_only.csv", "no rows found"),
+    (jl({"a": 1, "b": 2}).encode(), "unknown.jsonl", "cannot tell the format from columns ['a', 'b']"),
+])
+def test_unreadable_files_fail_with_reason(project, raw, content, name, message):
+    f = raw / name
+    f.write_bytes(content)
+    with pytest.raises(FactoryKitError) as exc:
+        import_source(f, "t")
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+    assert not (project / "data" / "t.jsonl").exists()
+
+
+def test_missing_file(project):
+    with pytest.raises(FactoryKitError, match="nope.jsonl: no such file or folder"):
+        import_source("nope.jsonl", "t")
+
+
+def test_nothing_accepted_fails_but_keeps_quarantine(project, raw):
+    f = raw / "x.jsonl"
+    f.write_text(jl({"instruction": "a", "output": ""}, {"instruction": "b", "output": ""}), encoding="utf-8")
+    with pytest.raises(FactoryKitError, match=r'x.jsonl:1: field "output" is empty; no row accepted \(2 quarantined'):
+        import_source(f, "t")
+    assert len((project / "data/quarantine/t.rejected.jsonl").read_text().splitlines()) == 2
+    assert not (project / "data/t.jsonl").exists()
+    assert not (project / "dataset_info/dataset_info.json").exists()
+
+
+def test_failed_reimport_keeps_previous_dataset(project, raw):
+    good = raw / "good.jsonl"
+    good.write_text(jl(qa(1), qa(2)), encoding="utf-8")
+    import_source(good, "t")
+    bad = raw / "bad.jsonl"
+    bad.write_text(jl({"instruction": "a", "output": ""}), encoding="utf-8")
+    with pytest.raises(FactoryKitError):
+        import_source(bad, "t")
+    assert len((project / "data/t.jsonl").read_text().splitlines()) == 2
+    assert "t" in json.loads((project / "dataset_info/dataset_info.json").read_text())
+
+
+def test_excel_and_parquet(project, raw):
+    import openpyxl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["问题", "答案", None])
+    ws.append(["黄芪？", "补气。", None])
+    ws.append(["剂量？", 30, None])
+    ws.append([None, None, None])
+    ws.append(["空答案", None, None])
+    wb.save(raw / "x.xlsx")
+    check(import_source(raw / "x.xlsx", "xl"), project, 2, 1, 'x.xlsx:5: field "答案" is null')
+    pq.write_table(pa.table({"instruction": ["a", "b", None], "output": ["x", "y", "z"]}), raw / "x.parquet")
+    check(import_source(raw / "x.parquet", "pq"), project, 2, 1, 'x.parquet:3: field "instruction" is null')
