@@ -209,17 +209,12 @@ def webui(port: int, host: str) -> None:
 
 def _add_stage_commands() -> None:
     """Stage commands live in their own modules (data, evaluation); the group is assembled here."""
-    try:  # TEMP-WHILE-HELPERS-WORK
-        from .cli_data import data
-        main.add_command(data)
-    except ModuleNotFoundError:
-        pass
-    try:  # TEMP-WHILE-HELPERS-WORK
-        from .cli_eval import COMMANDS as eval_commands
-        for command in eval_commands:
-            main.add_command(command)
-    except ModuleNotFoundError:
-        pass
+    from .cli_data import data
+    from .cli_eval import COMMANDS as eval_commands
+
+    main.add_command(data)
+    for command in eval_commands:
+        main.add_command(command)
 
 
 _add_stage_commands()
