@@ -115,7 +115,8 @@ def test_ls_and_new(registry_project, monkeypatch):
 
 
 def test_render_does_not_import_torch_or_llamafactory(registry_project):
-    code = ("import sys; from factory_kit.render import render; render('recipes/tcm-lora.yaml'); "
+    code = ("import sys; from factory_kit.cli import main; "
+            "main(['render', 'recipes/tcm-lora.yaml'], standalone_mode=False); "
             "bad = [m for m in ('torch', 'llamafactory', 'transformers') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=registry_project, capture_output=True, text=True)
