@@ -54,7 +54,7 @@ class McqImporter(Importer):
         if raw_id not in (None, ""):
             qid = str(raw_id)
         else:
-            digest = xxhash.xxh64_hexdigest(question + "\x1f" + "\x1f".join(options.values()))
+            digest = xxhash.xxh64_hexdigest((question + "\x1f" + "\x1f".join(options.values())).encode())
             qid = f"{self.options.get('name') or 'q'}-{digest[:12]}"
         zh = bool(_CJK.search(question))
         multi = len(answer) > 1

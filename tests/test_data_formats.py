@@ -1,0 +1,323 @@
+"""Each source format: detection, conversion, registry entry, and its row-level reasons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from factory_kit.dataimport import import_source
+from factory_kit.errors import FactoryKitError
+from factory_kit.paths import SAMPLES_DIR
+
+
+def jl(*rows) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def rows_of(project: Path, name: str) -> list[dict]:
+    return [json.loads(x) for x in (project / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def registry(project: Path) -> dict:
+    return json.loads((project / "dataset_info" / "dataset_info.json").read_text(encoding="utf-8"))
+
+
+def reasons(report) -> list[str]:
+    if report.quarantine is None:
+        return []
+    return [json.loads(x)["reason"] for x in report.quarantine.read_text(encoding="utf-8").splitlines()]
+
+
+def write(project: Path, name: str, text: str) -> Path:
+    p = project / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+# --- samples: every shipped sample imports cleanly, detected without --format -----------------
+
+@pytest.mark.parametrize("sample,fmt,n,kind", [
+    ("tcm_qa.jsonl", "alpaca", 80, "alpaca"),
+    ("consultations.json", "sharegpt", 30, "sharegpt"),
+    ("medical_o1_cot.jsonl", "cot", 30, "alpaca"),
+    ("exam_mcq.jsonl", "mcq", 60, "alpaca"),
+    ("preference_pairs.jsonl", "preference", 30, "alpaca+ranking"),
+])
+def test_samples_import_cleanly(project, sample, fmt, n, kind):
+    r = import_source(SAMPLES_DIR / sample, "s")
+    assert (r.format, r.accepted, r.quarantined, r.output_format) == (fmt, n, 0, kind)
+
+
+def test_alpaca_entry_and_system(project):
+    r = import_source(SAMPLES_DIR / "tcm_qa.jsonl", "tcm_qa")
+    entry = registry(project)["tcm_qa"]
+    assert entry == {"file_name": "../data/tcm_qa.jsonl", "formatting": "alpaca", "ranking": False,
+                     "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}}
+    rows = rows_of(project, "tcm_qa")
+    assert list(rows[0]) == ["instruction", "input", "output", "system", "source", "source_row"]
+    assert sum(1 for x in rows if x["system"]) == 10 and sum(1 for x in rows if x["input"]) == 20
+    assert r.registered == ["tcm_qa"]
+
+
+def test_alpaca_aliases(project):
+    f = write(project, "a.jsonl", jl({"query": "问", "response": "答"}, {"prompt": "问2", "response": "答2"},
+                                     {"question": "问3", "answer": "答3", "context": "背景"}))
+    import_source(f, "a")
+    rows = rows_of(project, "a")
+    assert [(x["instruction"], x["output"]) for x in rows] == [("问", "答"), ("问2", "答2"), ("问3", "答3")]
+    assert rows[2]["input"] == "背景"
+
+
+def test_alpaca_history_turns_the_import_into_sharegpt(project):
+    f = write(project, "h.jsonl", jl({"instruction": "一", "output": "1"},
+                                     {"instruction": "二", "input": "补充", "output": "2", "history": [["前问", "前答"]]},
+                                     {"instruction": "三", "output": "3"}))
+    r = import_source(f, "h")
+    assert r.output_format == "sharegpt" and registry(project)["h"]["formatting"] == "sharegpt"
+    rows = rows_of(project, "h")
+    assert rows[0]["conversations"] == [{"from": "human", "value": "一"}, {"from": "gpt", "value": "1"}]
+    assert [t["value"] for t in rows[1]["conversations"]] == ["前问", "前答", "二\n补充", "2"]
+    assert rows[2]["source_row"] == 3
+
+
+def test_sharegpt_validation(project):
+    good = {"conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "答"}]}
+    f = write(project, "c.jsonl", jl(
+        good,
+        {"conversations": [{"from": "system", "value": "你是医生"}, {"from": "user", "value": "问"},
+                           {"from": "assistant", "value": "答"}]},
+        {"conversations": [{"from": "gpt", "value": "你好"}, {"from": "human", "value": "问"}]},
+        {"conversations": [{"from": "human", "value": "问"}, {"from": "human", "value": "再问"},
+                           {"from": "gpt", "value": "答"}, {"from": "human", "value": "?"}]},
+        {"conversations": [{"from": "human", "value": "问"}]},
+        {"conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "  "}]},
+        {"conversations": [{"from": "human", "value": "问"}, {"from": "robot", "value": "答"}]},
+        {"conversations": []},
+        {"conversations": "问答"},
+    ))
+    r = import_source(f, "c")
+    assert (r.accepted, r.quarantined) == (2, 7)
+    assert reasons(r) == [
+        '"conversations" starts with an assistant turn; a conversation must start with the user',
+        '"conversations" turns 1 and 2 are both user turns (turns must alternate user/assistant)',
+        '"conversations" ends with a user turn (no answer to learn from)',
+        '"conversations" turn 2 ("gpt") is empty',
+        '"conversations" turn 2 has unknown role \'robot\' (use human/gpt or user/assistant)',
+        'field "conversations" is empty',
+        'field "conversations" must be a list, got text',
+    ]
+    rows = rows_of(project, "c")
+    assert rows[1]["system"] == "你是医生" and rows[1]["conversations"][0] == {"from": "human", "value": "问"}
+    entry = registry(project)["c"]
+    assert entry["tags"] == {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                             "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
+    assert entry["columns"] == {"messages": "conversations", "system": "system", "tools": "tools"}
+
+
+def test_openai_messages(project):
+    f = write(project, "o.jsonl", jl(
+        {"messages": [{"role": "system", "content": "你是中医"}, {"role": "user", "content": [{"type": "text", "text": "问"}]},
+                      {"role": "assistant", "content": "答"}]},
+        {"messages": [{"role": "user", "content": "查天气"},
+                      {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+                      {"role": "tool", "content": "晴"}, {"role": "assistant", "content": "晴天"}],
+         "tools": [{"type": "function", "function": {"name": "w"}}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                      {"role": "assistant", "content": "答"}]},
+    ))
+    r = import_source(f, "o")
+    assert (r.format, r.accepted, r.quarantined) == ("openai", 2, 1)
+    assert reasons(r) == ['"messages" turn 1 ("user") has non-text content (image_url); only text is imported']
+    rows = rows_of(project, "o")
+    assert rows[0]["messages"][0] == {"role": "system", "content": "你是中医"}
+    assert [m["role"] for m in rows[1]["messages"]] == ["user", "function_call", "tool", "assistant"]
+    assert json.loads(rows[1]["tools"])[0]["function"]["name"] == "w"
+    entry = registry(project)["o"]
+    assert entry["formatting"] == "sharegpt" and entry["tags"]["role_tag"] == "role"
+    assert entry["tags"]["observation_tag"] == "tool" and entry["columns"] == {"messages": "messages", "tools": "tools"}
+
+
+@pytest.mark.parametrize("style,start", [("think", "<think>\n"), ("plain", "先看主症"), ("drop", None)])
+def test_cot_styles(project, style, start):
+    r = import_source(SAMPLES_DIR / "medical_o1_cot.jsonl", "o1", cot_style=style)
+    src = json.loads((SAMPLES_DIR / "medical_o1_cot.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    out = rows_of(project, "o1")[0]["output"]
+    assert r.format == "cot"
+    if style == "think":
+        assert out.startswith("<think>\n") and "\n</think>\n\n" in out and out.endswith(src["Response"].strip())
+    elif style == "plain":
+        assert out.startswith(start) and "<think>" not in out
+    else:
+        assert out == src["Response"].strip()
+
+
+def test_cot_bad_style_and_empty_cot(project):
+    f = write(project, "c.jsonl", jl({"Question": "q", "Complex_CoT": "", "Response": "r"},
+                                     {"Question": "q2", "Complex_CoT": "想", "Response": "r2"}))
+    with pytest.raises(FactoryKitError, match="--cot-style 'x'"):
+        import_source(f, "c", cot_style="x")
+    r = import_source(f, "c")
+    assert reasons(r) == ['field "Complex_CoT" is empty']
+    assert import_source(f, "c2", cot_style="drop").accepted == 2
+
+
+def test_mcq_sft_rows_and_benchmark(project):
+    r = import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam")
+    assert r.benchmark == project / "data" / "benchmarks" / "exam.jsonl"
+    bench = [json.loads(x) for x in r.benchmark.read_text(encoding="utf-8").splitlines()]
+    assert len(bench) == 60 and list(bench[0]) == ["id", "subject", "question", "options", "answer", "explanation"]
+    assert bench[0]["id"] == "tcm-001" and bench[0]["options"] == {"A": "炎上", "B": "稼穑", "C": "曲直", "D": "从革"}
+    assert bench[0]["answer"] == "C"
+    row = rows_of(project, "exam")[0]
+    assert row["instruction"].endswith("A. 炎上\nB. 稼穑\nC. 曲直\nD. 从革") and row["output"].startswith("答案：C\n\n解析：")
+    assert row["subject"] == "tcm_basic_theory"
+
+
+def test_mcq_shapes(project):
+    f = write(project, "m.jsonl", jl(
+        {"question": "Which herb tonifies qi?", "options": ["A. Huangqi", "B. Huanglian"], "answer": "A"},
+        {"question": "下列属于补气药的是", "choices": ["黄芪", "黄连", "人参"], "answer": "黄芪"},
+        {"question": "多选：补气药有", "options": {"a": "黄芪", "b": "人参", "c": "黄连"}, "answer": "A,B", "解析": "略"},
+        {"question": "答案越界", "options": ["甲", "乙"], "answer": "D"},
+        {"question": "只有一个选项", "options": ["甲"], "answer": "A"},
+        {"question": "答案是数字", "options": ["甲", "乙"], "answer": 1},
+        {"question": "无答案", "options": ["甲", "乙"]},
+    ))
+    r = import_source(f, "m")
+    assert (r.format, r.accepted, r.quarantined) == ("mcq", 3, 4)
+    assert reasons(r) == ["answer D names option D, but the options are A, B",
+                          "only 1 option; a multiple-choice item needs at least 2",
+                          'field "answer" must be option letter(s) like "B", got a number 1',
+                          'missing field "answer"']
+    bench = [json.loads(x) for x in r.benchmark.read_text(encoding="utf-8").splitlines()]
+    assert bench[0]["options"] == {"A": "Huangqi", "B": "Huanglian"} and bench[0]["answer"] == "A"
+    assert bench[1]["answer"] == "A" and bench[1]["id"].startswith("m-")
+    assert bench[2]["answer"] == "AB" and bench[2]["explanation"] == "略"
+    rows = rows_of(project, "m")
+    assert rows[0]["output"] == "Answer: A" and "multiple-choice question" in rows[0]["instruction"]
+    assert "多项选择题" in rows[2]["instruction"] and rows[2]["output"] == "答案：AB\n\n解析：略"
+
+
+def test_mcq_from_exam_bank_csv_columns(project):
+    f = project / "bank.csv"
+    f.write_bytes("题目,A,B,C,D,E,答案,解析\n气的生成来源不包括,先天之精,水谷之精,自然界清气,血液,,D,略\n".encode("gbk"))
+    r = import_source(f, "bank")
+    assert (r.format, r.accepted) == ("mcq", 1)
+    bench = json.loads(r.benchmark.read_text(encoding="utf-8"))
+    assert bench["options"] == {"A": "先天之精", "B": "水谷之精", "C": "自然界清气", "D": "血液"} and bench["answer"] == "D"
+
+
+def test_mcq_split_writes_held_out_benchmarks(project):
+    r = import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.1,0.1", stratify="subject", seed=3)
+    assert r.splits == {"train": 48, "val": 6, "test": 6}
+    bdir = project / "data" / "benchmarks"
+    val = [json.loads(x) for x in (bdir / "exam_val.jsonl").read_text(encoding="utf-8").splitlines()]
+    test = [json.loads(x) for x in (bdir / "exam_test.jsonl").read_text(encoding="utf-8").splitlines()]
+    train_q = {x["instruction"] for x in rows_of(project, "exam_train")}
+    assert len(val) == len(test) == 6
+    assert not any(b["question"] in q for b in val + test for q in train_q)  # held out: not trained on
+    from collections import Counter
+
+    assert Counter(b["subject"] for b in test) == {"tcm_basic_theory": 2, "tcm_pharmacology": 2, "clinical_medicine": 2}
+
+
+def test_text_chunking_on_paragraphs(project):
+    r = import_source(SAMPLES_DIR / "herb_monographs.txt", "herbs", chunk_chars=700)
+    assert r.format == "text" and r.output_format == "pt"
+    rows = rows_of(project, "herbs")
+    assert all(len(x["text"]) <= 700 for x in rows)
+    assert all(x["text"].startswith("【") for x in rows)  # chunks start on a monograph boundary
+    assert rows[0]["source_row"] == 1 and rows[1]["source_row"] > 1
+    total = sum(x["text"].count("【") for x in rows)
+    assert total == 45  # every monograph kept exactly once
+    assert registry(project)["herbs"] == {"file_name": "../data/herbs.jsonl", "formatting": "alpaca",
+                                          "ranking": False, "columns": {"prompt": "text"}}
+
+
+def test_text_long_paragraph_splits_at_sentences(project):
+    para = "".join(f"第{i}句话讲述一种草药的功效与禁忌。" for i in range(50))
+    f = write(project, "t.txt", "短段落。\n\n" + para + "\n")
+    import_source(f, "t", chunk_chars=100)
+    rows = rows_of(project, "t")
+    assert rows[0]["text"] == "短段落。"
+    assert all(len(x["text"]) <= 100 for x in rows) and all(x["text"].endswith("。") for x in rows)
+    assert "".join(x["text"] for x in rows[1:]) == para
+
+
+def test_text_jsonl_and_token_chunks(project, tiny_model):
+    f = write(project, "t.jsonl", jl({"text": "第一段。\n\n第二段。"}, {"text": ""}, {"content": "".join(f"另一篇第{i}句。" for i in range(200))}))
+    r = import_source(f, "t", fmt="text", chunk_tokens=64, tokenizer=str(tiny_model))
+    assert r.quarantined == 1 and reasons(r) == ['field "text" is empty']
+    from factory_kit.stats import load_tokenizer
+
+    tok = load_tokenizer(tiny_model)
+    rows = rows_of(project, "t")
+    assert rows[0]["text"] == "第一段。\n\n第二段。"
+    assert all(len(tok(x["text"], add_special_tokens=False)["input_ids"]) <= 64 for x in rows)
+    assert len(rows) > 3
+
+
+def test_preference_pairs_conversational_and_kto(project):
+    f = write(project, "p.jsonl", jl(
+        {"prompt": [{"role": "user", "content": "附子怎么煎？"}], "chosen": [{"role": "assistant", "content": "先煎久煎。"}],
+         "rejected": [{"role": "assistant", "content": "随便煮。"}]},
+        {"prompt": "问", "chosen": "一样", "rejected": "一样"},
+    ))
+    r = import_source(f, "p")
+    assert (r.accepted, r.quarantined) == (1, 1) and reasons(r) == ['"chosen" and "rejected" are identical']
+    assert rows_of(project, "p")[0]["instruction"] == "附子怎么煎？"
+    assert registry(project)["p"]["ranking"] is True
+
+    conv = write(project, "c.jsonl", jl({
+        "conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "答"}, {"from": "human", "value": "再问"}],
+        "chosen": {"from": "gpt", "value": "好"}, "rejected": {"from": "gpt", "value": "坏"}}))
+    r = import_source(conv, "c")
+    entry = registry(project)["c"]
+    assert r.output_format == "sharegpt+ranking" and entry["columns"]["chosen"] == "chosen"
+    assert len(rows_of(project, "c")[0]["conversations"]) == 3
+
+    kto = write(project, "k.jsonl", jl({"prompt": "问", "completion": "答", "label": True},
+                                       {"prompt": "问2", "completion": "答2", "label": "bad"},
+                                       {"prompt": "问3", "completion": "答3", "label": "maybe"},
+                                       {"prompt": "问4", "chosen": "好", "rejected": "坏"}))
+    r = import_source(kto, "k", fmt="preference")
+    assert (r.accepted, r.quarantined) == (2, 2)
+    assert reasons(r) == ["field \"label\" must be true/false (desirable or not), got 'maybe'",
+                          "row is one of the single-turn pairs but this import holds KTO rows; import them separately"]
+    assert [x["kto_tag"] for x in rows_of(project, "k")] == [True, False]
+    assert registry(project)["k"]["columns"]["kto_tag"] == "kto_tag" and registry(project)["k"]["ranking"] is False
+
+
+def test_hf_save_to_disk_folder(project):
+    import datasets
+
+    ds = datasets.Dataset.from_list([{"instruction": "问", "output": "答"}, {"instruction": "问2", "output": ""}])
+    ds.save_to_disk(str(project / "hf_ds"))
+    r = import_source(project / "hf_ds", "hf")
+    assert (r.format, r.accepted, r.quarantined) == ("alpaca", 1, 1)
+    dd = datasets.DatasetDict({"train": ds, "validation": ds.select([0])})
+    dd.save_to_disk(str(project / "hf_dd"))
+    assert import_source(project / "hf_dd", "hf2", fmt="hf", hf_split="validation").accepted == 1
+    with pytest.raises(FactoryKitError, match="no split 'test'"):
+        import_source(project / "hf_dd", "hf3", hf_split="test")
+
+
+def test_hub_id_without_network_fails_cleanly(project, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(FactoryKitError, match="someone/some-medical-set: cannot load from the Hugging Face Hub"):
+        import_source("someone/some-medical-set", "x")
+
+
+def test_folder_import_mixes_sources(project):
+    d = project / "raw"
+    d.mkdir()
+    (d / "a.jsonl").write_text(jl({"instruction": "问1", "output": "答1"}), encoding="utf-8")
+    (d / "b.csv").write_text("question,answer\n问2,答2\n问1,答1\n", encoding="utf-8")
+    (d / "notes.txt").write_text("一段文字。", encoding="utf-8")
+    r = import_source(d, "mix")
+    assert (r.accepted, r.quarantined, r.duplicates) == (2, 2, 1)
+    assert sorted(r.sources) == ["raw/a.jsonl", "raw/b.csv", "raw/notes.txt"]
+    assert any("a plain-text file cannot be part of a alpaca import" in x for x in reasons(r))
+    assert {x["source"] for x in rows_of(project, "mix")} == {"raw/a.jsonl", "raw/b.csv"}
