@@ -100,7 +100,13 @@ def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None
     if report.splits:
         details.append("split: " + ", ".join(f"{name}{'_' + s} {n}" for s, n in report.splits.items()))
     if report.benchmark is not None:
-        details.append(f"benchmark: {report.rel(report.benchmark)}")
+        held_out = [f"{name}_{s}" for s in ("val", "test") if s in report.splits]
+        if held_out:
+            details.append(f"benchmark: {report.rel(report.benchmark)} (all items); held out from {name}_train: "
+                           + ", ".join(f"data/benchmarks/{h}.jsonl" for h in held_out))
+        else:
+            details.append(f"benchmark: {report.rel(report.benchmark)} (note: the same items are in the SFT rows; "
+                           "use --split to hold some out before evaluating on them)")
     if report.redactions:
         details.append("redacted: " + ", ".join(f"{k} {v}" for k, v in sorted(report.redactions.items())))
     elif options.get("redact"):

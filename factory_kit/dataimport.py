@@ -250,7 +250,7 @@ class _Converter:
         if self.max_chars and len(i) + len(o) + len(inp) + len(sy) > self.max_chars:
             return None
         body = orjson.dumps({"instruction": i, "input": inp, "output": o, "system": sy})
-        h = dedup_mod.key_hash(body.lower().translate(None, dedup_mod.ASCII_DROP)) if self.dedup == "exact" else None
+        h = dedup_mod.json_key_hash(body) if self.dedup == "exact" else None
         src = self._src_json.get(source)
         if src is None:
             src = self._src_json[source] = b',"source":' + orjson.dumps(source) + b',"source_row":'
@@ -302,9 +302,7 @@ class _Converter:
             body = _dumps(row)
         key = h = None
         if self.dedup == "exact":
-            # the row's JSON, ASCII-lower-cased, without ASCII punctuation/whitespace (so
-            # without quotes, braces and escapes): the same text, fields and order
-            h = dedup_mod.key_hash(body.lower().translate(None, dedup_mod.ASCII_DROP))
+            h = dedup_mod.json_key_hash(body)
         elif self.dedup == "near":
             key = dedup_mod.dedup_key(texts)
         src = self._src_json.get(source)

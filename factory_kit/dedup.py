@@ -33,6 +33,13 @@ def key_hash(key: bytes) -> int:
     return xxhash.xxh3_64_intdigest(key)
 
 
+def json_key_hash(body: bytes) -> int:
+    """Exact-dedup hash of a row serialised as JSON (without provenance): ASCII-lower-cased,
+    escaped newlines and all ASCII punctuation/whitespace (quotes, braces, escapes) removed.
+    Same fields, same order, same text up to case, spacing and ASCII punctuation -> same hash."""
+    return xxhash.xxh3_64_intdigest(body.replace(b"\\n", b"").lower().translate(None, ASCII_DROP))
+
+
 def dedup_text(parts: list[str]) -> str:
     return dedup_key(parts).decode("utf-8", "surrogatepass")
 
