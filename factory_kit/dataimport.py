@@ -350,6 +350,7 @@ def _worker_chunk(chunk: bytes, first_line: int, source: str, encoding: str) -> 
     rejects: list[tuple] = []
     utf8 = encoding in ("utf-8", "utf-8-sig")
     loads = orjson.loads
+    fast = conv.fast_alpaca if conv._fast else None
     pos = 0
     line = first_line - 1
     for data in chunk.split(b"\n"):
@@ -362,6 +363,19 @@ def _worker_chunk(chunk: bytes, first_line: int, source: str, encoding: str) -> 
             except orjson.JSONDecodeError:
                 pass
         if type(obj) is dict:
+            u = fast(obj, line, source, (pos, end)) if fast is not None else None
+            if u is not None:  # the common case, without the loop below
+                data = u[4]
+                blob.append(data)
+                size += len(data)
+                ends.append(size)
+                lines.append(line)
+                hashes.append(u[2] if u[2] is not None else -1)
+                starts.append(pos)
+                stops.append(end)
+                strata.append(u[6])
+                pos = end
+                continue
             units = conv.record_obj(obj, line, source, (pos, end))
         else:
             rec = files_mod.parse_jsonl_line(data, line, source, encoding)
