@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import secrets
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -131,13 +132,19 @@ def _dumps(obj: Any) -> bytes:
         return json.dumps(obj, ensure_ascii=True, default=str).encode()
 
 
+def _tmp_for(final: Path) -> Path:
+    """A hidden temp name next to ``final``, unique per process and call (so concurrent
+    imports, even of the same name, never write into each other's temp files)."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 class _Sink:
     """A JSONL temp file renamed into place on commit (a crash leaves the old file intact)."""
 
     def __init__(self, final: Path):
         self.final = final
         final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        self.tmp = _tmp_for(final)
         self.fh = open(self.tmp, "wb", buffering=1 << 20)
         self.count = 0
 
@@ -733,7 +740,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         labels = split_mod.assign(strata_counts, ratios, int(opts["seed"]))
         split_paths = [data_file(project, name + SPLIT_SUFFIX[s]) if ratios[i] > 0 else None
                        for i, s in enumerate(split_mod.SPLIT_NAMES)]
-        tmp_paths = [p.with_name(f".{p.name}.{os.getpid()}.tmp") if p else None for p in split_paths]
+        tmp_paths = [_tmp_for(p) if p else None for p in split_paths]
         row_labels = bytearray(counts["accepted"]) if bench is not None else None
 
         def on_row(i: int, label: int) -> None:
@@ -804,7 +811,8 @@ def _check_entry(entry: dict[str, Any], out_path: Path) -> None:
 def _split_benchmark(b_path: Path, labels: bytearray, project: Path, name: str) -> None:
     """Held-out benchmark items: data/benchmarks/NAME_val.jsonl and NAME_test.jsonl."""
     outs = {1: benchmark_file(project, f"{name}_val"), 2: benchmark_file(project, f"{name}_test")}
-    handles = {k: open(p.with_name(f".{p.name}.tmp"), "wb") for k, p in outs.items()}
+    tmps = {k: _tmp_for(p) for k, p in outs.items()}
+    handles = {k: open(tmps[k], "wb") for k in outs}
     used = Counter()
     try:
         with open(b_path, "rb") as fh:
@@ -817,7 +825,7 @@ def _split_benchmark(b_path: Path, labels: bytearray, project: Path, name: str) 
         for h in handles.values():
             h.close()
     for k, p in outs.items():
-        tmp = p.with_name(f".{p.name}.tmp")
+        tmp = tmps[k]
         if used[k]:
             os.replace(tmp, p)
         else:
@@ -835,7 +843,7 @@ def _write_meta(project: Path, report: ImportReport, opts: dict[str, Any], kinds
     meta.pop("project", None)
     path = meta_file(project, report.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_for(path)
     tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
