@@ -100,10 +100,12 @@ def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None
     if report.splits:
         details.append("split: " + ", ".join(f"{name}{'_' + s} {n}" for s, n in report.splits.items()))
     if report.benchmark is not None:
-        held_out = [f"{name}_{s}" for s in ("val", "test") if s in report.splits]
-        if held_out:
-            details.append(f"benchmark: {report.rel(report.benchmark)} (all items); held out from {name}_train: "
-                           + ", ".join(f"data/benchmarks/{h}.jsonl" for h in held_out))
+        if report.splits:
+            held = "test" if "test" in report.splits else "val"
+            line = f"benchmark: {report.rel(report.benchmark)} ({report.splits[held]} {name}_{held} items, not trained on"
+            if report.benchmark_dev is not None:
+                line += f"; few-shot dev: {report.rel(report.benchmark_dev)}"
+            details.append(line + ")")
         else:
             details.append(f"benchmark: {report.rel(report.benchmark)} (note: the same items are in the SFT rows; "
                            "use --split to hold some out before evaluating on them)")

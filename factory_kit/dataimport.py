@@ -67,6 +67,7 @@ class ImportReport:
     examples: list[str] = field(default_factory=list)  # first few quarantine messages
     sources: list[str] = field(default_factory=list)
     output_format: str = ""
+    benchmark_dev: Path | None = None  # few-shot items held out of training (with --split)
     seconds: float = 0.0
 
     def rel(self, p: Path | None) -> str:
@@ -530,6 +531,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     out_path = data_file(project, name)
     q_path = quarantine_file(project, name)
     b_path = benchmark_file(project, name) if fmt == "mcq" else None
+    bench_dev: Path | None = None
+    previous = read_meta(project, name) or {}
     out = _Sink(out_path)
     quarantine = _Sink(q_path)
     bench = _Sink(b_path) if b_path is not None else None
@@ -762,7 +765,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
             split_counts[s] = written[i]
             entries[split_name] = {"file_name": registry.file_name_for(reg_dir, final), **entry}
         if bench is not None and b_path is not None and row_labels is not None:
-            _split_benchmark(b_path, row_labels, project, name)
+            if written[1] or written[2]:
+                bench_dev = _split_benchmark(b_path, row_labels, written, project, name)
     else:
         for s in split_mod.SPLIT_NAMES:
             split_name = name + SPLIT_SUFFIX[s]
@@ -770,6 +774,9 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
             if p.exists():
                 p.unlink()
                 stale.append(split_name)
+    old_dev = previous.get("benchmark_dev")
+    if old_dev and bench_dev is None and (project / old_dev).exists():
+        (project / old_dev).unlink()  # few-shot items of an earlier split: now in the benchmark
     current = registry.load(reg_dir)
     stale = [n for n in stale if n in current and current[n].get("file_name", "").endswith(f"{n}.jsonl")]
     if stale:
@@ -780,6 +787,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         name=name, format=fmt, total=total, accepted=counts["accepted"], quarantined=counts["quarantined"],
         duplicates=counts["duplicates"], output=out_path, quarantine=q_final, registered=list(entries),
         redactions=dict(redactions) if kinds else {}, benchmark=b_path, project=project,
+        benchmark_dev=bench_dev,
         splits=split_counts, reasons=dict(reasons), examples=examples,
         sources=source_names if source_names else [str(path)], output_format=_output_format(entry),
         seconds=time.monotonic() - started)
@@ -808,30 +816,33 @@ def _check_entry(entry: dict[str, Any], out_path: Path) -> None:
         raise FactoryKitError(f"{out_path}: internal error: registry columns {missing} not in the rows")
 
 
-def _split_benchmark(b_path: Path, labels: bytearray, project: Path, name: str) -> None:
-    """Held-out benchmark items: data/benchmarks/NAME_val.jsonl and NAME_test.jsonl."""
-    outs = {1: benchmark_file(project, f"{name}_val"), 2: benchmark_file(project, f"{name}_test")}
+def dev_file(project: Path, name: str) -> Path:
+    """Few-shot examples for a benchmark, as the evaluation reads them: ``NAME.dev.jsonl``."""
+    return project / "data" / "benchmarks" / f"{name}.dev.jsonl"
+
+
+def _split_benchmark(b_path: Path, labels: bytearray, written: list[int], project: Path, name: str) -> Path | None:
+    """With a split, the benchmark holds only items the model is not trained on: the test
+    items (or the val items when there is no test part) in ``NAME.jsonl``, and the val
+    items as few-shot examples in ``NAME.dev.jsonl`` when there is a test part."""
+    bench_label = 2 if written[2] else 1
+    dev_label = 1 if written[2] and written[1] else None
+    dev_path = dev_file(project, name)
+    outs = {bench_label: b_path, **({dev_label: dev_path} if dev_label is not None else {})}
     tmps = {k: _tmp_for(p) for k, p in outs.items()}
     handles = {k: open(tmps[k], "wb") for k in outs}
-    used = Counter()
     try:
         with open(b_path, "rb") as fh:
             for i, line in enumerate(fh):
                 h = handles.get(labels[i])
                 if h is not None:
                     h.write(line)
-                    used[labels[i]] += 1
     finally:
         for h in handles.values():
             h.close()
     for k, p in outs.items():
-        tmp = tmps[k]
-        if used[k]:
-            os.replace(tmp, p)
-        else:
-            tmp.unlink()
-            if p.exists():
-                p.unlink()
+        os.replace(tmps[k], p)
+    return dev_path if dev_label is not None else None
 
 
 def _write_meta(project: Path, report: ImportReport, opts: dict[str, Any], kinds: tuple[str, ...]) -> None:

@@ -53,6 +53,7 @@ def test_import_options_reach_the_import(project):
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     assert report["splits"] == {"train": 48, "val": 12} and report["benchmark"] == "data/benchmarks/exam.jsonl"
+    assert report["benchmark_dev"] is None
     r = invoke("import", str(SAMPLES_DIR / "medical_o1_cot.jsonl"), "--name", "o1", "--cot-style", "drop",
                "--redact", "--dedup", "near", "--json")
     report = json.loads(r.output)

@@ -209,18 +209,38 @@ def test_mcq_from_exam_bank_csv_columns(project):
     assert bench["options"] == {"A": "先天之精", "B": "水谷之精", "C": "自然界清气", "D": "血液"} and bench["answer"] == "D"
 
 
-def test_mcq_split_writes_held_out_benchmarks(project):
+def test_mcq_split_keeps_only_held_out_items_in_the_benchmark(project):
     r = import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.1,0.1", stratify="subject", seed=3)
     assert r.splits == {"train": 48, "val": 6, "test": 6}
-    bdir = project / "data" / "benchmarks"
-    val = [json.loads(x) for x in (bdir / "exam_val.jsonl").read_text(encoding="utf-8").splitlines()]
-    test = [json.loads(x) for x in (bdir / "exam_test.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert r.benchmark == project / "data/benchmarks/exam.jsonl"
+    assert r.benchmark_dev == project / "data/benchmarks/exam.dev.jsonl"
+    test = [json.loads(x) for x in r.benchmark.read_text(encoding="utf-8").splitlines()]
+    dev = [json.loads(x) for x in r.benchmark_dev.read_text(encoding="utf-8").splitlines()]
     train_q = {x["instruction"] for x in rows_of(project, "exam_train")}
-    assert len(val) == len(test) == 6
-    assert not any(b["question"] in q for b in val + test for q in train_q)  # held out: not trained on
+    assert len(test) == len(dev) == 6
+    assert not any(b["question"] in q for b in test + dev for q in train_q)  # held out: not trained on
+    assert {b["id"] for b in test}.isdisjoint(b["id"] for b in dev)
     from collections import Counter
 
     assert Counter(b["subject"] for b in test) == {"tcm_basic_theory": 2, "tcm_pharmacology": 2, "clinical_medicine": 2}
+    # no test part: the val items are the benchmark, no dev file
+    r = import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.2")
+    assert r.benchmark_dev is None and not (project / "data/benchmarks/exam.dev.jsonl").exists()
+    assert len(r.benchmark.read_text(encoding="utf-8").splitlines()) == 12
+    # no split: every item, and the earlier dev file is gone
+    import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.1,0.1")
+    r = import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam")
+    assert len(r.benchmark.read_text(encoding="utf-8").splitlines()) == 60
+    assert not (project / "data/benchmarks/exam.dev.jsonl").exists()
+
+
+def test_benchmark_files_load_in_the_evaluation(project):
+    """The evaluation engineer's reader accepts our benchmark and dev files as they are."""
+    from factory_kit.evaluate.benchmarks import resolve_benchmarks
+
+    import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.1,0.1", stratify="subject")
+    (bench,) = resolve_benchmarks([])
+    assert bench.name == "exam" and len(bench.items) == 6 and len(bench.dev) == 6
 
 
 def test_text_chunking_on_paragraphs(project):
