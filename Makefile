@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/factory-kit demo
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	FACTORY_KIT_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests
 
 bench: install
 	$(BIN)/python bench/render_vs_cli.py

@@ -60,8 +60,9 @@ def render(recipe: str, overrides: tuple[str, ...]) -> None:
     from .render import render as do_render
 
     out = do_render(recipe, overrides)
-    for name, path in out.files.items():
-        console.print(f"  {path.relative_to(out.out_dir.parent.parent)}")
+    project = out.out_dir.parent.parent
+    for path in out.files.values():
+        console.print(f"  {path.relative_to(project)}")
     console.print(f"[green]rendered[/] {out.recipe.name}: {len(out.files)} files, all checked")
 
 

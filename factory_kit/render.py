@@ -21,6 +21,7 @@ from . import catalog, lfargs, paths
 from . import recipe as recipe_mod
 from .checks import check_datasets, check_combination
 from .errors import FactoryKitError
+from .llamaboard import write_llamaboard_config
 
 ADAPTER_METHODS = {"lora", "qlora", "dora"}
 _PLAIN = re.compile(r"^[A-Za-z_./][A-Za-z0-9_./,:=+-]*$")
@@ -236,6 +237,8 @@ def render(
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 path.write_text(text, encoding="utf-8")
             out.files[name] = path
+        # The web UI cannot read CLI YAMLs: also write its saved-arguments file for this recipe.
+        out.files["llamaboard.yaml"] = write_llamaboard_config(project, r.name, out.configs["train.yaml"], ctx)
     return out
 
 
