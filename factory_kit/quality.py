@@ -55,17 +55,21 @@ _MANY_NL = re.compile(r"\n{3,}")
 # One C-level scan decides whether a text needs any per-character work at all: most rows
 # need none, and str.translate with a dict table is slow on long texts.
 _DROP_CHARS = "\x00-\x08\x0b-\x1f\x7f-\xa0\u00ad\u200b-\u200d\u2060\ufeff"
+# Characters that send a text down the slow path (\r and \t included, so one scan decides).
 _NEEDS = {
-    "zh": re.compile(rf"[{_DROP_CHARS}\uff10-\uff19\uff21-\uff3a\uff41-\uff5a,;:?!.]"),
-    "half": re.compile(rf"[{_DROP_CHARS}\uff01-\uff5e\u3000]"),
-    "keep": re.compile(rf"[{_DROP_CHARS}]"),
+    "zh": re.compile(rf"[{_DROP_CHARS}\r\t\uff10-\uff19\uff21-\uff3a\uff41-\uff5a,;:?!.]"),
+    "half": re.compile(rf"[{_DROP_CHARS}\r\t\uff01-\uff5e\u3000]"),
+    "keep": re.compile(rf"[{_DROP_CHARS}\r\t]"),
 }
 _NEEDS_ASCII = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
 class Normalizer:
-    """NFC + width policy + whitespace cleanup (+ traditional -> simplified when ``t2s``)."""
+    """NFC + width policy + whitespace cleanup (+ traditional -> simplified when ``t2s``).
+
+    Most texts need nothing but a strip: a few C-level scans decide that (``fast``), and
+    only texts that need work take the full path (``slow``)."""
 
     width: str = "zh"
     t2s: bool = False
@@ -84,8 +88,30 @@ class Normalizer:
             import opencc  # opencc-python-reimplemented
 
             self._opencc = opencc.OpenCC("t2s")
+        self.fast = self._make_fast()
+
+    def _make_fast(self) -> Callable[[str], str]:
+        needs_search = self._needs.search
+        ascii_search = _NEEDS_ASCII.search
+        is_nfc = unicodedata.is_normalized
+        slow = self.slow
+        t2s = self._opencc is not None
+
+        def fast(text: str) -> str:
+            if "  " in text or " \n" in text or "\n\n\n" in text:
+                return slow(text)
+            if text.isascii():
+                if "\r" in text or "\t" in text or ascii_search(text):
+                    return slow(text)
+            elif t2s or needs_search(text) or not is_nfc("NFC", text):
+                return slow(text)
+            return text.strip()
+        return fast
 
     def __call__(self, text: str) -> str:
+        return self.fast(text)
+
+    def slow(self, text: str) -> str:
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         if text.isascii():
@@ -156,7 +182,8 @@ class FieldReader:
 
     def __init__(self, normalizer: Normalizer, redactor: Callable[[str], str] | None = None,
                  numbers_as_text: bool = False):
-        self.normalize = normalizer
+        self.normalizer = normalizer
+        self.normalize = normalizer.fast
         self.redact = redactor
         self.numbers_as_text = numbers_as_text
 

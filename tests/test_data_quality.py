@@ -265,9 +265,12 @@ def test_streaming_memory_is_bounded(project):
         for i in range(200_000):
             fh.write(json.dumps({"instruction": f"患者{i}，头痛发热怎么办？" * 3, "input": "",
                                  "output": f"辨证论治，方药加减{i}。" * 8}, ensure_ascii=False) + "\n")
-    code = ("import resource, sys; from factory_kit.dataimport import import_source;"
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its
+    # (large) pytest parent's peak.
+    code = ("import re, sys; from factory_kit.dataimport import import_source;"
             "r = import_source(sys.argv[1], 'big', workers=1);"
-            "print(r.accepted, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1);"
+            "print(r.accepted, int(hwm) // 1024)")
     out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, cwd=project,
                          timeout=300, check=True).stdout.split()
     assert int(out[0]) == 200_000
