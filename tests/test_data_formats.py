@@ -341,3 +341,23 @@ def test_folder_import_mixes_sources(project):
     assert sorted(r.sources) == ["raw/a.jsonl", "raw/b.csv", "raw/notes.txt"]
     assert any("a plain-text file cannot be part of a alpaca import" in x for x in reasons(r))
     assert {x["source"] for x in rows_of(project, "mix")} == {"raw/a.jsonl", "raw/b.csv"}
+
+
+def test_file_type_variants(project):
+    """JSON object holding a list, JSON Lines named .json, TSV, gzip, a pretty-printed array."""
+    import gzip
+
+    rows = [{"instruction": f"问{i}", "output": f"答{i}"} for i in range(3)]
+    (project / "obj.json").write_text(json.dumps({"version": 1, "data": rows}, ensure_ascii=False), encoding="utf-8")
+    (project / "lines.json").write_text(jl(*rows), encoding="utf-8")
+    (project / "t.tsv").write_text("instruction\toutput\n问\t答,有逗号\n", encoding="utf-8")
+    with gzip.open(project / "g.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write(jl(*rows))
+    (project / "pretty.json").write_text(json.dumps(rows, ensure_ascii=False, indent=4), encoding="utf-8")
+    for name, n in [("obj.json", 3), ("lines.json", 3), ("t.tsv", 1), ("g.jsonl.gz", 3), ("pretty.json", 3)]:
+        r = import_source(project / name, "v")
+        assert (r.accepted, r.quarantined) == (n, 0), name
+    assert rows_of(project, "v")[1]["source_row"] == 6  # pretty.json: the line where row 2 starts
+    assert json.loads((project / "data" / "v.jsonl").read_text(encoding="utf-8").splitlines()[0])["output"] == "答0"
+    import_source(project / "t.tsv", "tsv")
+    assert rows_of(project, "tsv")[0]["output"] == "答,有逗号"
