@@ -360,4 +360,4 @@ def test_file_type_variants(project):
     assert rows_of(project, "v")[1]["source_row"] == 6  # pretty.json: the line where row 2 starts
     assert json.loads((project / "data" / "v.jsonl").read_text(encoding="utf-8").splitlines()[0])["output"] == "答0"
     import_source(project / "t.tsv", "tsv")
-    assert rows_of(project, "tsv")[0]["output"] == "答,有逗号"
+    assert rows_of(project, "tsv")[0]["output"] == "答，有逗号"  # the comma survived the TSV (zh width policy)
