@@ -86,8 +86,7 @@ def _extract(entry: dict[str, Any]):
 
     if fmt == "alpaca":
         prompt_c, query_c, resp_c = col("prompt", "instruction"), col("query", "input"), col("response", "output")
-        hist_c, sys_c, chosen_c, rej_c = col("history", None), col("system", None), col("chosen", None), \
-            col("rejected", None)
+        hist_c, sys_c, chosen_c = col("history", None), col("system", None), col("chosen", None)
 
         def get(row: dict) -> tuple[str, str, int]:
             prompt = "\n".join(x for x in (s(row.get(sys_c)) if sys_c else "", s(row.get(prompt_c)),

@@ -263,7 +263,7 @@ def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                 return False
             try:
                 chunk = fh.read(1 << 20)
-            except UnicodeDecodeError as exc:
+            except UnicodeDecodeError:
                 raise FactoryKitError(
                     f"{source}: {UNDECODABLE.format(enc=encoding)} (near line {line})") from None
             if not chunk:
@@ -428,7 +428,7 @@ def read_csv(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                     f"row has {len(cells)} cells, the header has {len(header)} "
                     f"(an unquoted {'tab' if delimiter == chr(9) else repr(delimiter)} or newline in a cell?)"))
                 continue
-            yield RawRecord(source, line, dict(zip(header, cells)))
+            yield RawRecord(source, line, dict(zip(header, cells, strict=True)))
     finally:
         fh.close()
 
