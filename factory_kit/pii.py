@@ -64,7 +64,8 @@ def parse_kinds(spec: str | bool | None) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in str(spec).split(",") if k.strip())
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise FactoryKitError(f"--redact {','.join(unknown)}: unknown kind; choose from all, {', '.join(KINDS)}")
+        raise FactoryKitError(f"--redact {','.join(unknown)}: unknown kind; choose from all, {', '.join(KINDS)} "
+                              "(a bare --redact takes the next word as its value: put PATH first or write --redact all)")
     return kinds
 
 

@@ -594,7 +594,10 @@ def expand(path_spec: str | Path) -> list[Path] | str:
             raise FactoryKitError(f"{path_spec}: folder has no files to import ({SUPPORTED_TEXT})")
         return files
     if base_suffix(path) not in SUPPORTED:
-        raise FactoryKitError(f"{path_spec}: unsupported file type {path.suffix or '(none)'}; supported: {SUPPORTED_TEXT}")
+        hint = {".xls": "; save it as .xlsx or CSV", ".doc": "; save it as .txt", ".docx": "; save it as .txt",
+                ".pdf": "; extract the text to .txt first"}.get(base_suffix(path), "")
+        raise FactoryKitError(f"{path_spec}: unsupported file type {path.suffix or '(none)'}{hint}; "
+                              f"supported: {SUPPORTED_TEXT}")
     if path.stat().st_size == 0:
         raise FactoryKitError(f"{path_spec}: file is empty")
     return [path]
