@@ -757,23 +757,25 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
             if final is None or tmp is None or written[i] == 0:
                 if tmp is not None and tmp.exists():
                     tmp.unlink()
-                stale.append(split_name)
-                if final is not None and final.exists():
-                    final.unlink()
                 continue
             os.replace(tmp, final)
+            stale_meta = meta_file(project, split_name)
+            if stale_meta.exists():
+                stale_meta.unlink()  # the name now holds a split of NAME, not its own import
             split_counts[s] = written[i]
             entries[split_name] = {"file_name": registry.file_name_for(reg_dir, final), **entry}
         if bench is not None and b_path is not None and row_labels is not None:
             if written[1] or written[2]:
                 bench_dev = _split_benchmark(b_path, row_labels, written, project, name)
-    else:
-        for s in split_mod.SPLIT_NAMES:
-            split_name = name + SPLIT_SUFFIX[s]
-            p = data_file(project, split_name)
-            if p.exists():
-                p.unlink()
-                stale.append(split_name)
+    # Splits an earlier import of NAME made and this one did not: remove their files and
+    # entries (only those: a dataset imported on its own under such a name has its own meta).
+    for split_name in previous.get("registered", []):
+        if split_name == name or split_name in entries or read_meta(project, split_name) is not None:
+            continue
+        stale.append(split_name)
+        p = data_file(project, split_name)
+        if p.exists():
+            p.unlink()
     old_dev = previous.get("benchmark_dev")
     if old_dev and bench_dev is None and (project / old_dev).exists():
         (project / old_dev).unlink()  # few-shot items of an earlier split: now in the benchmark

@@ -283,3 +283,18 @@ def test_dataimport_defaults_documented():
         text = doc.read_text(encoding="utf-8")
         for opt in ("--dedup", "--split", "--redact", "--cot-style", "--width-policy", "--max-chars"):
             assert opt in text
+
+
+def test_reimport_without_split_spares_a_dataset_imported_under_a_split_like_name(project):
+    f = project / "other.jsonl"
+    f.write_text(jl({"instruction": "别的", "output": "数据"}), encoding="utf-8")
+    import_source(f, "qa_train")  # the user's own dataset, not a split of qa
+    import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa")
+    info = registry.load(project / "dataset_info")
+    assert "qa_train" in info and rows_of(project, "qa_train")[0]["instruction"] == "别的"
+    # a split import of qa replaces it (the user asked for qa_train), and un-splitting removes it
+    import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa", split="0.5,0.5")
+    assert len(rows_of(project, "qa_train")) == 40
+    import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa")
+    assert "qa_train" not in registry.load(project / "dataset_info")
+    assert not (project / "data" / "qa_train.jsonl").exists()
