@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from .errors import FactoryKitError
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+from .console import console, friendly
 
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -20,16 +15,6 @@ set_option = click.option(
 )
 
 
-def friendly(fn):
-    """Turn FactoryKitError into one red line and a non-zero exit: no tracebacks for user errors."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except FactoryKitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(exc.exit_code)
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

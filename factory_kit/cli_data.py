@@ -3,32 +3,16 @@ dataimport / stats. The main CLI adds this group with ``main.add_command(data)``
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from .errors import FactoryKitError
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+from .console import console, friendly
 
 FORMAT_CHOICES = ["auto", "alpaca", "sharegpt", "openai", "cot", "mcq", "text", "preference", "hf"]
 
 
-def friendly(fn):
-    """FactoryKitError -> one red line on stderr and its exit code; never a traceback."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except FactoryKitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
-            sys.exit(exc.exit_code)
-    return wrapper
 
 
 def _size(n: int | None) -> str:

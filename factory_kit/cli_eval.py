@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from .console import console, friendly
 from .errors import FactoryKitError
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def friendly(fn):
-    """FactoryKitError -> one red line and a non-zero exit (same as cli.friendly; imported lazily there)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except FactoryKitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-            sys.exit(exc.exit_code)
-    return wrapper
 
 
 def _accuracy_table(result: dict, title: str) -> Table:

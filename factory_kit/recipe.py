@@ -231,7 +231,8 @@ def _suggest(key: str, options: list[str]) -> str:
 
 
 def _type_name(types: tuple) -> str:
-    names = {int: "integer", float: "number", str: "string", bool: "true/false", list: "list", dict: "mapping"}
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+             dict: "a mapping"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -258,7 +259,7 @@ def _validate(data: dict, schema: dict, origins: dict[str, str], prefix: str = "
         if not ok:
             hint = " (write numbers unquoted, e.g. 1.0e-4)" if isinstance(value, str) and float in types else ""
             raise FactoryKitError(
-                f"{where}: `{dotted}` must be a {_type_name(types)}, got {value!r}{hint}"
+                f"{where}: `{dotted}` must be {_type_name(types)}, got {value!r}{hint}"
             )
         if choices and value not in choices:
             raise FactoryKitError(

@@ -21,7 +21,7 @@ BAD = Path(__file__).parent / "bad_recipes"
 BAD_CASES = {
     "typo_key.yaml": ["typo_key.yaml", "unknown key `trian`", "did you mean `train`"],
     "typo_nested.yaml": ["typo_nested.yaml", "`train.lerning_rate`", "did you mean `learning_rate`"],
-    "wrong_type.yaml": ["wrong_type.yaml", "`train.learning_rate` must be a integer or number", "'1e-4'", "unquoted"],
+    "wrong_type.yaml": ["wrong_type.yaml", "`train.learning_rate` must be an integer or a number", "'1e-4'", "unquoted"],
     "wrong_choice.yaml": ["`method: lroa` is not one of", "did you mean `lora`"],
     "unknown_model.yaml": ["TotallyUnknownModel", "models.yaml"],
     "unknown_dataset.yaml": ["`tcm_qa_trian` is not in", "did you mean `tcm_qa_train`"],
@@ -56,6 +56,12 @@ def test_bad_recipe_gets_one_clear_line(registry_project, name):
     assert len(message.splitlines()) == 1, message
     for fragment in BAD_CASES[name]:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_error_text_is_printed_verbatim_not_as_markup(registry_project):
+    result = CliRunner().invoke(main, ["check", "recipes/tcm-lora.yaml", "--set", "train.epochs=[1]"])
+    assert result.exit_code == 2
+    assert "`train.epochs` must be an integer or a number, got [1]" in result.output
 
 
 def test_extends_merges_maps_and_replaces_lists(tmp_path):
