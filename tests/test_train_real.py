@@ -87,3 +87,42 @@ def test_multi_node_torchrun_two_nodes_on_loopback(tiny_project, tmp_path, tiny_
     assert "trained" in outputs[0] and "node 1 finished" in outputs[1]
     assert "NNODES=2" in (tiny_project / "build" / "demo-tiny" / "launch.env").read_text()
     assert (tiny_project / "outputs" / "demo-tiny" / "adapter_model.safetensors").exists()
+
+
+def test_serve_answers_openai_sdk(tiny_project):
+    """`factory-kit serve` puts the trained adapter behind a real OpenAI-compatible API."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import openai
+
+    runs.train("recipes/demo-tiny.yaml", (*FAST, "train.epochs=1", "eval_datasets=[]"), echo=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(Path(sys.executable).parent / "factory-kit")
+    proc = subprocess.Popen([exe, "serve", "recipes/demo-tiny.yaml", "--port", str(port)], cwd=tiny_project,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=30)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None, proc.stdout.read()[-2000:]
+                assert time.monotonic() < deadline, "server never came up"
+                time.sleep(0.5)
+        reply = client.chat.completions.create(model="tiny", max_tokens=8,
+                                               messages=[{"role": "user", "content": "黄芪的功效？"}])
+        assert reply.choices[0].message.content
+        assert reply.usage.completion_tokens > 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
