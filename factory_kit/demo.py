@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import launch, paths, runs, tinymodel
@@ -73,7 +74,7 @@ def run_demo(recipe: str, console: Console) -> None:
     table.add_column()
     table.add_row("datasets", "\n".join(
         f"{r.name} ({r.format}): {r.accepted} rows" + (f", {r.quarantined} quarantined" if r.quarantined else "")
-        + (" [" + ", ".join(f"{k} {v}" for k, v in r.splits.items()) + "]" if r.splits else "")
+        + (" (split: " + ", ".join(f"{k} {v}" for k, v in r.splits.items()) + ")" if r.splits else "")
         for r in reports))
     table.add_row("train / eval", f"{', '.join(rendered.recipe.data['datasets'])} / "
                   f"{', '.join(rendered.recipe.data['eval_datasets']) or '-'}")
@@ -86,7 +87,7 @@ def run_demo(recipe: str, console: Console) -> None:
     table.add_row("adapter", str(result.output_dir.relative_to(project)))
     table.add_row("merged model", str(merged.relative_to(project)))
     table.add_row("question", QUESTION)
-    table.add_row("answer", (answer or "(empty)") + "\n[dim](a tiny, randomly initialised model: the words are noise, "
+    table.add_row("answer", escape(answer or "(empty)") + "\n[dim](a tiny, randomly initialised model: the words are noise, "
                   "the pipeline is real)[/]")
     table.add_row("total time", f"{total:.1f} s")
     console.print(table)
