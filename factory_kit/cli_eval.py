@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import click
 from rich.table import Table
 
+from . import paths
 from .console import console, friendly
 from .errors import FactoryKitError
 
@@ -65,10 +68,30 @@ def eval_cmd(recipe, overrides, benchmarks, shots, mode, merged, model, adapter,
     factory-kit eval recipes/tcm-lora.yaml --no-benchmarks --predict --judge
     """
     from . import evaluate
-    from .evaluate import benchmarks as bm
 
     p = evaluate.plan(recipe, overrides, merged=merged, model=model, adapter=adapter, baseline=baseline, out=out)
-    mode = mode or p.mode
+    started, exit_code, written = time.time(), 1, []
+    try:
+        written = _run_eval(p, benchmarks, shots, mode or p.mode, baseline, device, batch_size, limit, max_gen_tokens,
+                            no_benchmarks, predict, predict_datasets, max_samples, max_new_tokens, judge, judge_model,
+                            judge_base_url)
+        exit_code = 0
+    finally:
+        from .runs import write_run_json
+
+        targets = [{"label": t.label, "model": t.model, "adapter": t.adapter} for t in p.targets]
+        write_run_json(p.out_dir / "run.json", p.rendered, paths.project_dir(), ["factory-kit", *sys.argv[1:]],
+                       started, time.time(), exit_code,
+                       {"kind": "eval", "targets": targets, "results": [str(w) for w in written]})
+    for path in written:
+        console.print(f"[green]wrote[/] {path}")
+
+
+def _run_eval(p, benchmarks, shots, mode, baseline, device, batch_size, limit, max_gen_tokens, no_benchmarks,
+              predict, predict_datasets, max_samples, max_new_tokens, judge, judge_model, judge_base_url) -> list[Path]:
+    """Benchmarks (and base-vs-tuned compare), then generation metrics and the judge, as asked."""
+    from .evaluate import benchmarks as bm
+
     written: list[Path] = []
     results: dict[str, Path] = {}
     if not no_benchmarks:
@@ -122,8 +145,7 @@ def eval_cmd(recipe, overrides, benchmarks, shots, mode, merged, model, adapter,
             written.append(p.out_dir / "judge" / "judge.json")
     if not written:
         raise FactoryKitError("nothing evaluated: no benchmarks (or --no-benchmarks) and no --predict/--judge")
-    for path in written:
-        console.print(f"[green]wrote[/] {path}")
+    return written
 
 
 @click.command()

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from . import launch, paths, registry
 from .errors import FactoryKitError, LaunchError
 from .render import Rendered, render
 
-TRACKED_PACKAGES = ("factory-kit", "llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate")
+TRACKED_PACKAGES = ("factory-kit", "llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate",
+                    "lm_eval")
 
 
 @dataclass
@@ -57,7 +58,7 @@ def package_versions() -> dict[str, str]:
 
 def git_commit(cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=cwd, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -75,23 +76,28 @@ def dataset_hashes(rendered: Rendered, project: Path) -> dict[str, str]:
     return out
 
 
-def write_run_json(path: Path, rendered: Rendered, project: Path, command: list[str],
+def write_run_json(path: Path, rendered: Rendered | None, project: Path, command: list[str],
                    started: float, ended: float, exit_code: int, extra: dict[str, Any] | None = None) -> Path:
-    recipe_text = "".join(p.read_text(encoding="utf-8") for p in rendered.recipe.chain)
-    record = {
-        "recipe": str(rendered.recipe.path),
-        "recipe_sha256": hashlib.sha256(recipe_text.encode()).hexdigest(),
-        "rendered": {name: _sha256(p) for name, p in rendered.files.items()},
-        "datasets": dataset_hashes(rendered, project),
+    """Record what ran (train, eval...): enough hashes and versions to trace or repeat it."""
+    record: dict[str, Any] = {}
+    if rendered is not None:
+        recipe_text = "".join(p.read_text(encoding="utf-8") for p in rendered.recipe.chain)
+        record = {
+            "recipe": str(rendered.recipe.path),
+            "recipe_sha256": hashlib.sha256(recipe_text.encode()).hexdigest(),
+            "rendered": {name: _sha256(p) for name, p in rendered.files.items()},
+            "datasets": dataset_hashes(rendered, project),
+        }
+    record.update({
         "packages": package_versions(),
         "git_commit": git_commit(project),
         "command": command,
-        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "ended": datetime.fromtimestamp(ended, timezone.utc).isoformat(),
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "ended": datetime.fromtimestamp(ended, UTC).isoformat(),
         "seconds": round(ended - started, 2),
         "exit_code": exit_code,
         **(extra or {}),
-    }
+    })
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -82,6 +82,9 @@ def test_baseline_writes_before_after_table_and_png(trained):
     assert "**Overall**" in md and "McNemar" in md
     png = eval_dir / "before-after.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    record = json.loads((eval_dir / "run.json").read_text(encoding="utf-8"))  # every run is traceable
+    assert record["kind"] == "eval" and record["exit_code"] == 0 and record["packages"]["lm_eval"]
+    assert [t["label"] for t in record["targets"]] == ["base", "finetuned"] and record["recipe_sha256"]
     # the adapter was really loaded: lm-eval's per-option log-likelihoods differ from the base model's
     def logliks(label):
         out = []
