@@ -71,7 +71,8 @@ def fake_registry(project: Path) -> Path:
         "text": [{"text": "【黄芪】味甘，微温。归脾、肺经。补气升阳。"} for _ in range(8)],
         "pref": [{"instruction": "感冒能用抗生素吗？", "input": "", "chosen": "病毒性感冒一般不需要。", "rejected": "必须用。"}
                  for _ in range(8)],
-        "kto": [{"instruction": "感冒能用抗生素吗？", "input": "", "output": "一般不需要。", "label": True} for _ in range(8)],
+        "kto": [{"instruction": "感冒能用抗生素吗？", "input": "", "output": "一般不需要。" if i % 2 else "必须用。",
+                 "label": bool(i % 2)} for i in range(8)],
     }
     for name, items in rows.items():
         (data / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items),

@@ -22,7 +22,8 @@ def tiny_project(registry_project, tiny_model):
     return registry_project
 
 
-@pytest.mark.parametrize("stage,data", [("sft", "tcm_qa_train"), ("pt", "tcm_herbs"), ("dpo", "tcm_pref")])
+@pytest.mark.parametrize("stage,data", [("sft", "tcm_qa_train"), ("pt", "tcm_herbs"), ("dpo", "tcm_pref"),
+                                        ("kto", "tcm_kto")])
 def test_rendered_config_trains(tiny_project, stage, data):
     sets = [*FAST, f"stage={stage}", f"datasets=[{data}]"]
     if stage != "sft":
