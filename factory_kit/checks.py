@@ -45,8 +45,6 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
              "predict with `hardware: single` or `ds-z2` after training")
     if d["val_size"] and d["eval_datasets"]:
         fail("set either `val_size` (split off the training data) or `eval_datasets`, not both")
-    if not 0 <= d["val_size"] < 1:
-        fail(f"`val_size: {d['val_size']}` must be a fraction in [0, 1)")
     if stage in ("dpo", "kto") and method in ("full", "freeze") and hw == "single" and (ctx["params_b"] or 0) > 3:
         fail(f"full-parameter {stage} needs a frozen reference copy of the model; "
              f"a {ctx['params_b']}B model will not fit on one GPU: use `method: lora` or a DeepSpeed profile")
@@ -68,6 +66,21 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
             fail(f"`thinking: true` but {ctx['family']} models have no thinking mode; remove it")
     if d["precision"] == "fp16" and method == "qlora" and d["quant"]["bits"] == 8:
         pass  # fine, listed so the matrix stays explicit
+
+
+def check_rendered_train(config: dict[str, Any], r, hardware: str) -> None:
+    """Rules that must hold on the final train config too, where raw `llamafactory:` keys can reach."""
+    where = r.where("llamafactory")
+    if config.get("do_predict") and hardware in ("ds-z3", "ds-z3-offload"):
+        raise FactoryKitError(f"{where}: `do_predict` does not work with DeepSpeed ZeRO-3; "
+                              "predict with `hardware: single` or `ds-z2` after training")
+    if config.get("do_predict") and not config.get("predict_with_generate"):
+        raise FactoryKitError(f"{where}: `do_predict` needs `predict_with_generate: true` (use `predict.enabled`)")
+    if config.get("val_size") and config.get("eval_dataset"):
+        raise FactoryKitError(f"{where}: set either `val_size` or an eval dataset, not both")
+    if config.get("quantization_bit") and config.get("finetuning_type") in ("full", "freeze"):
+        raise FactoryKitError(f"{where}: `quantization_bit` needs an adapter method (qlora), "
+                              f"not finetuning_type {config['finetuning_type']}")
 
 
 def _kind(stage: str) -> str:

@@ -151,12 +151,13 @@ def chat(recipe: str, overrides: tuple[str, ...], question: str | None, merged: 
     if question is not None:
         console.print(runs.ask(recipe, question, overrides, merged=merged))
         return
-    out = do_render(recipe, overrides)
-    name = "infer-merged.yaml" if merged else "infer.yaml"
+    import os
     import subprocess
 
-    sys.exit(subprocess.call([launch.executable("llamafactory-cli"), "chat", str(out.files[name])],
-                             cwd=paths.project_dir(), env={**__import__("os").environ, **launch.BASE_ENV}))
+    project = paths.project_dir()
+    config = runs.inference_config(do_render(recipe, overrides, project=project), project, merged=merged)
+    sys.exit(subprocess.call([launch.executable("llamafactory-cli"), "chat", str(config)],
+                             cwd=project, env={**os.environ, **launch.BASE_ENV}))
 
 
 @main.command()

@@ -11,12 +11,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import FactoryKitError, LaunchError
 
@@ -63,6 +65,38 @@ def last_error_line(lines: Sequence[str]) -> str:
     return "(no output)"
 
 
+def stop_child(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the child's whole process group, then SIGKILL what is left after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _stop_child_on_signals(proc: subprocess.Popen) -> Callable[[], None]:
+    """While the child runs, SIGTERM/SIGHUP to us stop it too (systemd, docker, `timeout` send those,
+    not Ctrl-C). Returns a function that restores the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, _frame):
+        stop_child(proc)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return restore
+
+
 def run(
     command: Sequence[str],
     *,
@@ -97,9 +131,11 @@ def run(
                 text=True,
                 errors="replace",
                 bufsize=1,
+                start_new_session=True,  # its own process group: stopping us stops torchrun's workers too
             )
         except OSError as exc:
             raise LaunchError(f"cannot start `{shlex.join(command)}`: {exc.strerror}") from None
+        restore = _stop_child_on_signals(proc)
         assert proc.stdout is not None
         if input_text is not None:
             assert proc.stdin is not None
@@ -119,9 +155,10 @@ def run(
                     on_line(line)
             returncode = proc.wait()
         except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait()
+            stop_child(proc)
             raise
+        finally:
+            restore()
     finally:
         if log:
             log.close()

@@ -117,6 +117,13 @@ SCHEMA: dict[str, Any] = {
     "llamafactory": ((dict,), {}, None),
 }
 REQUIRED = ("model", "datasets")
+# Values that must be > 0 (or, for the second set, in [0, 1)): caught here, not after a model loads.
+POSITIVE = ("train.epochs", "train.max_steps", "train.learning_rate", "train.cutoff_len", "train.batch_size",
+            "train.grad_accum", "train.max_samples", "train.logging_steps", "train.save_steps", "train.eval_steps",
+            "train.workers", "lora.rank", "lora.alpha", "freeze.trainable_layers", "pref.beta", "nodes.count",
+            "nodes.gpus_per_node", "nodes.ray_workers", "export.size_gb", "infer.max_new_tokens",
+            "predict.max_new_tokens")
+FRACTIONS = ("train.warmup_ratio", "lora.dropout", "val_size")
 MAX_EXTENDS_DEPTH = 20
 
 
@@ -141,6 +148,16 @@ class Recipe:
     data: dict[str, Any]
     origins: dict[str, str] = field(default_factory=dict)  # "train.epochs" -> "recipes/x.yaml"
     chain: list[Path] = field(default_factory=list)
+
+    def where(self, dotted: str) -> str:
+        """The file (or --set) that set ``dotted`` or any key under it; the recipe itself otherwise."""
+        found = self.origins.get(dotted)
+        if found and found != "default":
+            return found
+        for key, origin in self.origins.items():
+            if key.startswith(dotted + ".") and origin != "default":
+                return origin
+        return str(self.path)
 
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
@@ -325,9 +342,25 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
             if not isinstance(item, str):
                 raise FactoryKitError(f"{top}: `{key}` must be a list of dataset names, got {item!r}")
     full = _with_defaults(merged, SCHEMA)
+    _check_ranges(full, origins, top)
     for dotted in _leaves(full):
         origins.setdefault(dotted, "default")
     return Recipe(path=path, name=path.stem, data=full, origins=origins, chain=[p for p, _ in chain])
+
+
+def _check_ranges(data: dict, origins: dict[str, str], top: str) -> None:
+    def value(dotted: str):
+        section, _, key = dotted.rpartition(".")
+        return (data.get(section) or {}).get(key) if section else data.get(key)
+
+    for dotted in POSITIVE:
+        v = value(dotted)
+        if v is not None and v <= 0:
+            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be greater than 0")
+    for dotted in FRACTIONS:
+        v = value(dotted)
+        if v is not None and not 0 <= v < 1:
+            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be a fraction in [0, 1)")
 
 
 def _leaves(data: dict, prefix: str = ""):

@@ -24,6 +24,8 @@ from . import launch, paths, registry
 from .errors import FactoryKitError, LaunchError
 from .render import Rendered, render
 
+RESULT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
+                "model.safetensors.index.json", "trainer_state.json")
 TRACKED_PACKAGES = ("factory-kit", "llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate",
                     "lm_eval")
 
@@ -120,6 +122,14 @@ def read_losses(output_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[i
     return losses, eval_losses
 
 
+def holds_results(output_dir: Path) -> bool:
+    """A previous run left weights or checkpoints here (logs of a failed start do not count)."""
+    if not output_dir.is_dir():
+        return False
+    return any(output_dir.glob("checkpoint-*")) or any(
+        (output_dir / name).exists() for name in RESULT_FILES)
+
+
 def last_checkpoint(output_dir: Path) -> Path | None:
     checkpoints = sorted(Path(output_dir).glob("checkpoint-*"),
                          key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
@@ -133,6 +143,20 @@ def _launch_env(rendered: Rendered, node_rank: int | None) -> dict[str, str]:
     return env
 
 
+def keep_rendered(rendered: Rendered, output_dir: Path) -> Path:
+    """Copy what this run uses into ``<output_dir>/rendered/``: later renders of the recipe must not
+    change what a report says the run ran. Includes the merged recipe with each value's origin."""
+    from .showing import format_recipe
+
+    target = output_dir / "rendered"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name, path in rendered.files.items():
+        shutil.copyfile(path, target / name)
+    (target / "recipe.yaml").write_text(format_recipe(rendered.recipe) + "\n", encoding="utf-8")
+    return target
+
+
 def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite: bool = False,
           resume: bool = False, node_rank: int | None = None, echo: bool = True) -> TrainResult:
     """Render, check, and run ``llamafactory-cli train``; never report a failed run as success."""
@@ -140,7 +164,7 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
     rendered = render(recipe_path, overrides, project=project)
     output_dir = project / rendered.context["output_dir"]
     extra: list[str] = []
-    if output_dir.exists() and any(output_dir.iterdir()) and not rendered.context["overwrite"]:
+    if holds_results(output_dir) and not rendered.context["overwrite"]:
         if resume:
             checkpoint = last_checkpoint(output_dir)
             if checkpoint is None:
@@ -158,10 +182,11 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
     if rendered.context["overwrite"] and output_dir.exists():
         shutil.rmtree(output_dir)  # stale checkpoints/logs from an older run must not mix in
     train_yaml = rendered.files["train.yaml"]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    keep_rendered(rendered, output_dir)
     command = [launch.executable("llamafactory-cli"), "train", str(train_yaml.relative_to(project))]
     started = time.time()
     exit_code = 1
-    output_dir.mkdir(parents=True, exist_ok=True)
     try:
         launch.llamafactory("train", train_yaml.relative_to(project), cwd=project,
                             env=_launch_env(rendered, node_rank), log_path=output_dir / "factory-kit.log",
@@ -195,16 +220,31 @@ def export(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, echo: bo
     return export_dir
 
 
+def inference_config(rendered: Rendered, project: Path, *, merged: bool = False) -> Path:
+    """The infer YAML for chat/serve, after checking that the model it points to exists."""
+    ctx, recipe = rendered.context, rendered.recipe.path
+    if merged:
+        if "infer-merged.yaml" not in rendered.files:
+            raise FactoryKitError(f"{recipe}: --merged is for adapter methods (lora/qlora/dora); "
+                                  f"method {ctx['method']} already trains the whole model")
+        if not (project / ctx["export"]["dir"] / "config.json").exists():
+            raise FactoryKitError(f"{ctx['export']['dir']}: no merged model yet; run `factory-kit export {recipe}` first")
+        return rendered.files["infer-merged.yaml"].relative_to(project)
+    marker = "adapter_config.json" if ctx["adapter"] else "config.json"
+    if not (project / ctx["output_dir"] / marker).exists():
+        raise FactoryKitError(f"{ctx['output_dir']}: no trained model ({marker}) yet; "
+                              f"run `factory-kit train {recipe}` first")
+    return rendered.files["infer.yaml"].relative_to(project)
+
+
 def ask(recipe_path: str | Path, question: str, overrides: tuple[str, ...] = (), *, merged: bool = False,
         echo: bool = False) -> str:
     """One question through ``llamafactory-cli chat``; returns the answer text."""
     project = paths.project_dir()
     rendered = render(recipe_path, overrides, project=project)
-    name = "infer-merged.yaml" if merged else "infer.yaml"
-    if name not in rendered.files:
-        raise FactoryKitError(f"{rendered.recipe.path}: no {name} (merged inference needs an adapter method)")
-    result = launch.llamafactory("chat", rendered.files[name].relative_to(project), cwd=project,
-                                 echo=echo, input_text=question.replace("\n", " ") + "\nexit\n")
+    config = inference_config(rendered, project, merged=merged)
+    result = launch.llamafactory("chat", config, cwd=project, echo=echo,
+                                 input_text=question.replace("\n", " ") + "\nexit\n")
     text = "\n".join(result.tail)
     if "Assistant:" not in text:
         raise FactoryKitError(f"llamafactory-cli chat gave no answer: {launch.last_error_line(result.tail)}")
@@ -217,6 +257,6 @@ def serve(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, port: int
     """Serve the model on an OpenAI-compatible endpoint (``llamafactory-cli api``) until stopped."""
     project = paths.project_dir()
     rendered = render(recipe_path, overrides, project=project)
-    name = "infer-merged.yaml" if merged else "infer.yaml"
-    launch.llamafactory("api", rendered.files[name].relative_to(project), cwd=project,
+    config = inference_config(rendered, project, merged=merged)
+    launch.llamafactory("api", config, cwd=project,
                         env={"API_PORT": str(port), "API_HOST": os.environ.get("API_HOST", "127.0.0.1")})

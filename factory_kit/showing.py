@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from . import paths
@@ -61,6 +62,21 @@ def recipe_files() -> list[Path]:
     return sorted(seen.values(), key=lambda p: p.name)
 
 
+def _describe(path: Path) -> str:
+    """A recipe's description for `ls`; a broken file is listed, marked, never a traceback."""
+    try:
+        data = yaml_loader().load(path.read_text(encoding="utf-8"))
+    except Exception as exc:  # ruamel raises many types; all mean the same to a listing
+        return f"[red]broken: not valid YAML ({type(exc).__name__}); `factory-kit check {path.name}` explains[/]"
+    if data is None:
+        return "(empty)"
+    if not isinstance(data, dict):
+        return f"[red]broken: a recipe is a mapping of keys, this file holds a {type(data).__name__}[/]"
+    if "model" not in data and "datasets" not in data:
+        return str(data.get("description") or "(shared defaults for `extends`)")
+    return escape(str(data.get("description") or ""))
+
+
 def listing(what: str) -> list[Table]:
     from . import catalog
 
@@ -89,11 +105,7 @@ def listing(what: str) -> list[Table]:
         t.add_column("recipe")
         t.add_column("description")
         for p in recipe_files():
-            try:
-                data = yaml_loader().load(p.read_text(encoding="utf-8")) or {}
-            except Exception:  # a broken recipe still lists; `check` explains it
-                data = {}
-            t.add_row(str(p.relative_to(p.parent.parent)), str(data.get("description", "(shared defaults)")))
+            t.add_row(str(p.relative_to(p.parent.parent)), _describe(p))
         tables.append(t)
     return tables
 

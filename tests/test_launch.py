@@ -35,3 +35,27 @@ def test_missing_program_is_a_clear_error():
 def test_stdin_is_fed():
     result = launch.run([sys.executable, "-c", "print(input()[::-1])"], input_text="abc\n", echo=False)
     assert result.tail == ["cba"]
+
+
+def test_sigterm_to_us_stops_the_child_group(tmp_path):
+    """`factory-kit serve` stopped by systemd/docker/timeout (SIGTERM) must not leave its server running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    parent = ("import sys; from factory_kit import launch; "
+              f"launch.run([sys.executable, '-c', {child!r}], echo=False)")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)

@@ -41,6 +41,9 @@ BAD_CASES = {
     "multinode_one.yaml": ["multi-node", "nodes.count"],
     "mix_probs.yaml": ["`mix.probs` has 1 values for 2 datasets"],
     "thinking_none.yaml": ["thinking: true", "no thinking mode"],
+    "negative_rank.yaml": ["negative_rank.yaml", "`lora.rank: -8` must be greater than 0"],
+    "zero_epochs.yaml": ["`train.epochs: 0` must be greater than 0"],
+    "raw_predict_z3.yaml": ["raw_predict_z3.yaml", "`do_predict` does not work with DeepSpeed ZeRO-3"],
     "with space/ok.yaml": ["contains a space", "torchrun", "splits"],
 }
 
@@ -110,6 +113,12 @@ def test_ls_and_new(registry_project, monkeypatch):
     assert out.exit_code == 0, out.output
     for word in ("qwen2.5", "deepseek-r1-distill-qwen", "qlora", "ds-z3-offload", "tcm-lora.yaml", "kto"):
         assert word in out.output
+    (registry_project / "recipes" / "list.yaml").write_text("- a\n")
+    (registry_project / "recipes" / "broken.yaml").write_text("a: [1\n")
+    out = runner.invoke(main, ["ls", "recipes"])
+    assert out.exit_code == 0, out.output
+    assert "broken: a recipe is a mapping" in out.output and "broken: not valid YAML" in out.output
+    assert "(shared defaults for `extends`)" in out.output
     made = runner.invoke(main, ["new", "--model", "Qwen/Qwen3-8B", "--method", "qlora", "--stage", "sft",
                                 "--dataset", "tcm_qa_train", "--name", "q3"])
     assert made.exit_code == 0, made.output

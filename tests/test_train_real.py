@@ -34,6 +34,9 @@ def test_rendered_config_trains(tiny_project, stage, data):
     if stage == "sft":
         assert result.eval_losses, "eval loss not logged"
         assert result.losses[-1][1] < result.losses[0][1], result.losses
+    kept = result.output_dir / "rendered"  # what this run used, whatever later renders write to build/
+    assert (kept / "train.yaml").read_text() == result.rendered.files["train.yaml"].read_text()
+    assert f"stage: {stage}  # from --set" in (kept / "recipe.yaml").read_text()
     record = json.loads(result.run_json.read_text())
     assert record["exit_code"] == 0 and record["datasets"] and record["packages"]["llamafactory"] == "0.9.5"
 
@@ -127,3 +130,12 @@ def test_serve_answers_openai_sdk(tiny_project):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_chat_and_serve_check_the_model_exists_first(tiny_project):
+    with pytest.raises(FactoryKitError, match=r"no trained model \(adapter_config.json\) yet; run `factory-kit train"):
+        runs.ask("recipes/demo-tiny.yaml", "hi")
+    with pytest.raises(FactoryKitError, match="no merged model yet; run `factory-kit export"):
+        runs.serve("recipes/demo-tiny.yaml", merged=True)
+    result = CliRunner().invoke(main, ["chat", "recipes/demo-tiny.yaml"])
+    assert result.exit_code == 2 and "no trained model" in result.output
