@@ -68,6 +68,7 @@ class ImportReport:
     sources: list[str] = field(default_factory=list)
     output_format: str = ""
     benchmark_dev: Path | None = None  # few-shot items held out of training (with --split)
+    multi_answer_dropped: int = 0  # multi-answer items: trained on, but not in the benchmark files
     seconds: float = 0.0
 
     def rel(self, p: Path | None) -> str:
@@ -776,6 +777,13 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         p = data_file(project, split_name)
         if p.exists():
             p.unlink()
+    multi_dropped = 0
+    if b_path is not None:
+        multi_dropped = _drop_multi_answer([b_path, bench_dev])
+        if not b_path.exists():
+            b_path = None
+        if bench_dev is not None and not bench_dev.exists():
+            bench_dev = None
     old_dev = previous.get("benchmark_dev")
     if old_dev and bench_dev is None and (project / old_dev).exists():
         (project / old_dev).unlink()  # few-shot items of an earlier split: now in the benchmark
@@ -789,7 +797,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         name=name, format=fmt, total=total, accepted=counts["accepted"], quarantined=counts["quarantined"],
         duplicates=counts["duplicates"], output=out_path, quarantine=q_final, registered=list(entries),
         redactions=dict(redactions) if kinds else {}, benchmark=b_path, project=project,
-        benchmark_dev=bench_dev,
+        benchmark_dev=bench_dev, multi_answer_dropped=multi_dropped,
         splits=split_counts, reasons=dict(reasons), examples=examples,
         sources=source_names if source_names else [str(path)], output_format=_output_format(entry),
         seconds=time.monotonic() - started)
@@ -821,6 +829,29 @@ def _check_entry(entry: dict[str, Any], out_path: Path) -> None:
 def dev_file(project: Path, name: str) -> Path:
     """Few-shot examples for a benchmark, as the evaluation reads them: ``NAME.dev.jsonl``."""
     return project / "data" / "benchmarks" / f"{name}.dev.jsonl"
+
+
+def _drop_multi_answer(paths: list[Path | None]) -> int:
+    """lm-eval's multiple_choice scores one gold answer per item, so multi-answer items (``"AC"``)
+    stay in the SFT rows but leave the benchmark files; a file left empty is removed."""
+    dropped = 0
+    for path in paths:
+        if path is None or not path.exists():
+            continue
+        kept = []
+        with open(path, "rb") as fh:
+            for line in fh:
+                if len(str(orjson.loads(line).get("answer", ""))) > 1:
+                    dropped += 1
+                else:
+                    kept.append(line)
+        if kept:
+            tmp = _tmp_for(path)
+            tmp.write_bytes(b"".join(kept))
+            os.replace(tmp, path)
+        else:
+            path.unlink()
+    return dropped
 
 
 def _split_benchmark(b_path: Path, labels: bytearray, written: list[int], project: Path, name: str) -> Path | None:

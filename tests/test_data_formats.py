@@ -194,7 +194,7 @@ def test_mcq_shapes(project):
     bench = [json.loads(x) for x in r.benchmark.read_text(encoding="utf-8").splitlines()]
     assert bench[0]["options"] == {"A": "Huangqi", "B": "Huanglian"} and bench[0]["answer"] == "A"
     assert bench[1]["answer"] == "A" and bench[1]["id"].startswith("m-")
-    assert bench[2]["answer"] == "AB" and bench[2]["explanation"] == "略"
+    assert len(bench) == 2 and r.multi_answer_dropped == 1  # "AB" is trained on, not scored
     rows = rows_of(project, "m")
     assert rows[0]["output"] == "Answer: A" and "multiple-choice question" in rows[0]["instruction"]
     assert "多项选择题" in rows[2]["instruction"] and rows[2]["output"] == "答案：AB\n\n解析：略"
@@ -361,3 +361,26 @@ def test_file_type_variants(project):
     assert json.loads((project / "data" / "v.jsonl").read_text(encoding="utf-8").splitlines()[0])["output"] == "答0"
     import_source(project / "t.tsv", "tsv")
     assert rows_of(project, "tsv")[0]["output"] == "答，有逗号"  # the comma survived the TSV (zh width policy)
+
+
+def test_multi_answer_items_train_but_stay_out_of_the_benchmark(project):
+    """A multi-answer item must not block `factory-kit eval` (lm-eval scores one gold answer)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from factory_kit.cli_data import data
+    from factory_kit.evaluate import benchmarks as bm
+
+    rows = [{"question": "多选：属于五脏的是？", "options": ["心", "胆", "肝", "胃"], "answer": "AC"},
+            {"question": "主血的脏是？", "options": ["心", "肺", "脾", "肾"], "answer": "A"},
+            {"question": "主气司呼吸的脏是？", "options": ["心", "肺", "脾", "肾"], "answer": "B"}]
+    src = project / "mcq.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    result = CliRunner().invoke(data, ["import", str(src), "--name", "mcq2"])
+    assert result.exit_code == 0, result.output
+    assert "1 multi-answer item(s) kept for SFT" in result.output
+    assert len((project / "data" / "mcq2.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    bench = project / "data" / "benchmarks" / "mcq2.jsonl"
+    assert [json.loads(line)["answer"] for line in bench.read_text(encoding="utf-8").splitlines()] == ["A", "B"]
+    assert [len(b.items) for b in bm.resolve_benchmarks(("mcq2",))] == [2]  # the evaluator accepts it
