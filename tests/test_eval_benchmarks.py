@@ -51,6 +51,8 @@ def test_options_as_list_and_map_normalise(tmp_path):
     ({"options": {}}, "bad.jsonl:2: missing `options`"),
     ({"answer": "E"}, "bad.jsonl:2: answer 'E' is not among the options (A, B, C, D)"),
     ({"answer": None}, "bad.jsonl:2: missing `answer`"),
+    ({"answer": 1}, "bad.jsonl:2: `answer` must be one option letter like \"B\", got 1"),
+    ({"answer": "AC"}, "bad.jsonl:2: multi-answer item (AC): scoring takes one answer letter per item"),
     ({"options": {"A": "x", "C": "y"}}, "bad.jsonl:2: option letters AC must be consecutive"),
     ({"options": {"A": "x", "B": ""}}, "bad.jsonl:2: option B is empty"),
     ({"question": ""}, "bad.jsonl:2: missing `question`"),

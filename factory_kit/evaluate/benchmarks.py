@@ -54,7 +54,8 @@ def normalize_item(raw: Any, path: Path, line: int, default_subject: str) -> dic
     """Check one benchmark row and bring it to one shape; FactoryKitError names file:line."""
     where = _where(path, line)
     if not isinstance(raw, dict):
-        raise FactoryKitError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+        raise FactoryKitError(f"{where}: expected one JSON object per line (JSON Lines), got {type(raw).__name__}; "
+                              "convert the file with `factory-kit data import FILE --format mcq`")
     question = raw.get("question")
     if not isinstance(question, str) or not question.strip():
         raise FactoryKitError(f"{where}: missing `question` (non-empty text)")
@@ -83,9 +84,15 @@ def normalize_item(raw: Any, path: Path, line: int, default_subject: str) -> dic
         if not isinstance(text, (str, int, float)) or not str(text).strip():
             raise FactoryKitError(f"{where}: option {letter} is empty")
     answer = raw.get("answer")
-    if not isinstance(answer, str) or not answer.strip():
+    if answer is None or (isinstance(answer, str) and not answer.strip()):
         raise FactoryKitError(f"{where}: missing `answer` (one option letter, e.g. \"B\")")
+    if not isinstance(answer, str):
+        raise FactoryKitError(f"{where}: `answer` must be one option letter like \"B\", got {answer!r}")
     answer = answer.strip().upper()
+    letters = [c for c in answer if c in LETTERS]
+    if len(answer) > 1 and len(letters) > 1 and all(c in LETTERS or c in ",、 ;/" for c in answer):
+        raise FactoryKitError(f"{where}: multi-answer item ({answer}): scoring takes one answer letter per item; "
+                              "drop it from the benchmark (`factory-kit data import --format mcq` does) or split it")
     if answer not in options:
         raise FactoryKitError(
             f"{where}: answer {raw.get('answer')!r} is not among the options ({', '.join(options)})")
