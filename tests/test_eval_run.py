@@ -118,7 +118,8 @@ def test_report_renders_real_loss_curves(trained):
     first, last = train_result.losses[0][1], train_result.losses[-1][1]
     assert f"Train loss {first:.4f}" in md and f"{last:.4f}" in md
     assert "Eval loss" in md
-    assert "extends: tcm-lora.yaml" in md  # the recipe
+    assert "(chain: demo-tiny.yaml <- tcm-lora.yaml <- base.yaml)" in md  # the merged recipe, as trained
+    assert "eval_steps: 2  # from --set" in md
     assert "model_name_or_path: models/tiny-qwen2" in md  # the rendered config
     assert "| tcm_qa_train | 24 |" in md and "| tcm_qa_val (eval) | 4 |" in md  # dataset cards
     run = json.loads((proj / "outputs" / "demo-tiny" / "run.json").read_text())
@@ -129,6 +130,18 @@ def test_report_renders_real_loss_curves(trained):
     result = CliRunner().invoke(report, [str(proj / "outputs" / "demo-tiny"), "--no-html", "--out", "rep2"])
     assert result.exit_code == 0, result.output
     assert (proj / "rep2" / "report.md").is_file() and not (proj / "rep2" / "report.html").exists()
+
+
+def test_report_shows_what_the_run_used_not_a_later_render(trained):
+    proj, _ = trained
+    from factory_kit.render import render
+
+    render("recipes/demo-tiny.yaml", ["train.learning_rate=9e-9"])  # build/ now differs from the run
+    result = CliRunner().invoke(report, ["recipes/demo-tiny.yaml", "--no-html", "--out", "rep3"])
+    assert result.exit_code == 0, result.output
+    md = (proj / "rep3" / "report.md").read_text(encoding="utf-8")
+    assert "outputs/demo-tiny/rendered/train.yaml" in md and "learning_rate: 0.002" in md
+    assert "9.0e-09" not in md
 
 
 def test_report_without_a_run_fails_clearly(trained):

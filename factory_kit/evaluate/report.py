@@ -7,6 +7,7 @@ results found under ``<output_dir>/eval/``, and the versions and hashes from ``r
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -221,27 +222,37 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
         lines += [f"Judge `{data.get('model')}`: {data.get('scored')} scored, {data.get('unparseable')} unparseable, "
                   f"{data.get('failed')} failed requests.", ""]
 
-    # recipe + config
+    # recipe + config: what the run kept in <output_dir>/rendered/ (train copies it there), so a
+    # later render of the recipe cannot change what this report says the run used
+    kept = output_dir / "rendered"
     lines += ["## Recipe", ""]
-    recipe_path = Path(record.get("recipe", ""))
-    if recipe_path and not recipe_path.is_absolute():
-        recipe_path = project / recipe_path
-    chain = list(rendered.recipe.chain) if rendered else ([recipe_path] if recipe_path.is_file() else [])
-    for path in chain:
-        lines += [f"`{_rel(path, project)}`:", "", "```yaml", path.read_text(encoding="utf-8").rstrip(), "```", ""]
-    if not chain:
-        lines += [f"Recipe file `{record.get('recipe')}` not found.", ""]
+    if (kept / "recipe.yaml").is_file():
+        lines += [f"`{_rel(kept / 'recipe.yaml', project)}` (merged, each value with its origin, as trained):", "",
+                  "```yaml", (kept / "recipe.yaml").read_text(encoding="utf-8").rstrip(), "```", ""]
+    else:
+        recipe_path = Path(record.get("recipe", ""))
+        if recipe_path and not recipe_path.is_absolute():
+            recipe_path = project / recipe_path
+        chain = list(rendered.recipe.chain) if rendered else ([recipe_path] if recipe_path.is_file() else [])
+        for path in chain:
+            lines += [f"`{_rel(path, project)}` (as it is now):", "", "```yaml",
+                      path.read_text(encoding="utf-8").rstrip(), "```", ""]
+        if not chain:
+            lines += [f"Recipe file `{record.get('recipe')}` not found.", ""]
     lines += ["## Rendered config", ""]
-    config = None
-    if rendered:
+    config = kept / "train.yaml"
+    if not config.is_file() and rendered:
         config = project / rendered.context["build_dir"] / "train.yaml"
-    if config is None or not config.is_file():
+    if not config.is_file():
         config = output_dir / "training_args.yaml"
     if config.is_file():
-        lines += [f"`{_rel(config, project)}`"
-                  + (f" (sha256 `{record.get('rendered', {}).get('train.yaml', '')[:16]}`)"
-                     if record.get("rendered") else "") + ":", "",
-                  "```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
+        recorded = record.get("rendered", {}).get("train.yaml", "")
+        actual = hashlib.sha256(config.read_bytes()).hexdigest()
+        lines += [f"`{_rel(config, project)}`" + (f" (sha256 `{recorded[:16]}`)" if recorded else "") + ":", ""]
+        if recorded and config.name == "train.yaml" and actual != recorded:
+            lines += [f"**Warning:** `{_rel(config, project)}` changed since this run (sha256 `{actual[:16]}`, "
+                      f"the run used `{recorded[:16]}`); showing the current file.", ""]
+        lines += ["```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
     else:
         lines += ["Rendered config not found.", ""]
 
