@@ -104,6 +104,14 @@ def test_baseline_writes_before_after_table_and_png(trained):
     rows = json.loads((proj / "cmp.json").read_text())["rows"]
     overall = rows[-1]
     assert overall["a"] == base["overall"]["accuracy"] and overall["b"] == tuned["overall"]["accuracy"]
+    assert "different numbers of items" not in (proj / "cmp.md").read_text(encoding="utf-8")
+    # a run over fewer items (--limit) is flagged, not silently compared as if alike
+    limited = dict(tuned, limit=2, overall={**tuned["overall"], "n": 6})
+    (eval_dir / "limited.json").write_text(json.dumps(limited), encoding="utf-8")
+    result = CliRunner().invoke(compare, [str(eval_dir / "base.json"), str(eval_dir / "limited.json"),
+                                          "--out", str(proj / "cmp2")])
+    assert result.exit_code == 0, result.output
+    assert "different numbers of items (A: 12, B: 6; --limit None vs 2)" in (proj / "cmp2.md").read_text(encoding="utf-8")
 
 
 def test_report_renders_real_loss_curves(trained):

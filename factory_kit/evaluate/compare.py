@@ -187,6 +187,12 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
                             "the rows are not the same items")
     for bench in sorted(set(a["benchmarks"]) ^ set(b["benchmarks"])):
         warnings.append(f"benchmark `{bench}` is in only one of the runs")
+    n_a, n_b = (a.get("overall") or {}).get("n"), (b.get("overall") or {}).get("n")
+    if n_a != n_b or a.get("limit") != b.get("limit"):
+        warnings.append(f"the runs scored different numbers of items (A: {n_a}, B: {n_b}"
+                        + (f"; --limit {a.get('limit')} vs {b.get('limit')}" if a.get("limit") != b.get("limit") else "")
+                        + "): their accuracies are over different items; the paired line below compares "
+                        "only the items both scored")
     if a.get("shots") != b.get("shots") or a.get("mode") != b.get("mode"):
         warnings.append("the runs used different shots/mode: the difference is not only the model")
     for w in warnings:
