@@ -64,6 +64,7 @@ def data() -> None:
 @click.option("--hf-split", default=None, help="Split of a datasets folder or hub id (default: train).")
 @click.option("--limit", type=int, default=None, help="Import only the first N records (a quick try).")
 @click.option("--workers", type=int, default=None, help="Processes for large JSON Lines files (default: CPUs, max 4).")
+@click.option("--force", is_flag=True, help="Replace a dataset another import owns (a split of another NAME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @friendly
 def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None:

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "dedup": "exact", "near_threshold": 0.85, "near_ngram": 3, "redact": None, "split": None, "seed": 42,
     "stratify": None, "max_chars": 50000, "chunk_chars": None, "chunk_tokens": None, "tokenizer": None,
     "cot_style": "think", "t2s": False, "width_policy": "zh", "encoding": None, "columns": None,
-    "sheet": None, "hf_split": None, "limit": None, "progress": None, "workers": None,
+    "sheet": None, "hf_split": None, "limit": None, "progress": None, "workers": None, "force": False,
     "parallel_min_bytes": 16 << 20,
 }
 
@@ -121,6 +121,40 @@ def quarantine_file(project: Path, name: str) -> Path:
 
 def benchmark_file(project: Path, name: str) -> Path:
     return project / "data" / "benchmarks" / f"{name}.jsonl"
+
+
+def _refuse_taking_over(project: Path, name: str, split_names: list[str]) -> None:
+    """An import must not silently replace a dataset another import owns: a split of another
+    dataset (``tcm_qa_train`` of ``tcm_qa``), or a dataset imported on its own under a name this
+    import's --split would write. ``--force`` takes it over."""
+    meta_dir = meta_file(project, name).parent
+    owners: dict[str, str] = {}
+    if meta_dir.is_dir():
+        for path in sorted(meta_dir.glob("*.json")):
+            try:
+                registered = json.loads(path.read_text(encoding="utf-8")).get("registered", [])
+            except (OSError, json.JSONDecodeError, AttributeError):
+                continue
+            for dataset in registered:
+                if dataset != path.stem:
+                    owners[dataset] = path.stem
+    owner = owners.get(name)
+    if owner and owner != name:
+        raise FactoryKitError(
+            f"--name {name}: `{name}` is a split of dataset `{owner}` ({_rel(meta_file(project, owner), project)}); "
+            f"choose another --name, re-import {owner}, or pass --force to replace it")
+    for split_name in split_names:
+        if owners.get(split_name) in (None, name) and meta_file(project, split_name).exists():
+            raise FactoryKitError(
+                f"--split would replace `{split_name}`, a dataset imported on its own "
+                f"({_rel(meta_file(project, split_name), project)}); choose another --name, or pass --force")
+
+
+def _rel(path: Path, project: Path) -> str:
+    try:
+        return str(path.relative_to(project))
+    except ValueError:
+        return str(path)
 
 
 def meta_file(project: Path, name: str) -> Path:
@@ -474,6 +508,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     if opts["dedup"] not in dedup_mod.DEDUP_MODES:
         raise FactoryKitError(f"--dedup {opts['dedup']!r}: choose one of {', '.join(dedup_mod.DEDUP_MODES)}")
     ratios = split_mod.parse_ratios(opts["split"]) if opts["split"] else None
+    if not opts["force"]:
+        _refuse_taking_over(project, name, [name + suffix for suffix in SPLIT_SUFFIX.values()] if ratios else [])
     max_chars = int(opts["max_chars"] or 0)
     limit = int(opts["limit"]) if opts["limit"] else None
     strat_key = opts["stratify"] if ratios else None
@@ -879,7 +915,7 @@ def _split_benchmark(b_path: Path, labels: bytearray, written: list[int], projec
 
 
 def _write_meta(project: Path, report: ImportReport, opts: dict[str, Any], kinds: tuple[str, ...]) -> None:
-    keep = {k: v for k, v in opts.items() if k != "progress" and v != DEFAULTS.get(k)}
+    keep = {k: v for k, v in opts.items() if k not in ("progress", "force") and v != DEFAULTS.get(k)}
     if kinds:
         keep["redact"] = list(kinds)
     meta = {**report.to_json(), "options": keep}

@@ -113,3 +113,32 @@ def test_stats_on_hand_written_entry(project):
                                                                       "response": "output", "history": "history"}}})
     stats = json.loads(invoke("stats", "demo", "--json", "--no-plots").output)
     assert stats["rows"] == 2 and stats["turns"]["max"] == 2
+
+
+def test_import_refuses_to_take_over_another_imports_split(project):
+    """`--name tcm_qa_train` must not silently replace the split an earlier `--name tcm_qa --split` made."""
+    import json
+
+    from click.testing import CliRunner
+
+    from factory_kit.cli_data import data
+
+    src = project / "qa.jsonl"
+    src.write_text("".join(json.dumps({"instruction": f"问题{i}", "output": f"回答{i}"}, ensure_ascii=False) + "\n"
+                           for i in range(10)), encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(data, ["import", str(src), "--name", "tcm_qa", "--split", "0.8,0.2"]).exit_code == 0
+    other = project / "other.jsonl"
+    other.write_text(json.dumps({"instruction": "别的", "output": "数据"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    refused = runner.invoke(data, ["import", str(other), "--name", "tcm_qa_train"])
+    assert refused.exit_code == 2
+    assert "`tcm_qa_train` is a split of dataset `tcm_qa` (data/meta/tcm_qa.json)" in refused.output
+    assert len((project / "data" / "tcm_qa_train.jsonl").read_text(encoding="utf-8").splitlines()) == 8
+    # the owner itself re-imports freely (idempotent), and --force takes the name over on purpose
+    assert runner.invoke(data, ["import", str(src), "--name", "tcm_qa", "--split", "0.8,0.2"]).exit_code == 0
+    # a standalone dataset named like a split is protected from another import's --split too
+    assert runner.invoke(data, ["import", str(other), "--name", "x_train"]).exit_code == 0
+    refused = runner.invoke(data, ["import", str(src), "--name", "x", "--split", "0.8,0.2"])
+    assert refused.exit_code == 2 and "--split would replace `x_train`" in refused.output
+    forced = runner.invoke(data, ["import", str(other), "--name", "tcm_qa_train", "--force"])
+    assert forced.exit_code == 0, forced.output

@@ -292,8 +292,11 @@ def test_reimport_without_split_spares_a_dataset_imported_under_a_split_like_nam
     import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa")
     info = registry.load(project / "dataset_info")
     assert "qa_train" in info and rows_of(project, "qa_train")[0]["instruction"] == "别的"
-    # a split import of qa replaces it (the user asked for qa_train), and un-splitting removes it
-    import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa", split="0.5,0.5")
+    # a split import of qa refuses to replace it unless forced, and un-splitting removes it
+    with pytest.raises(FactoryKitError, match="--split would replace `qa_train`"):
+        import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa", split="0.5,0.5")
+    assert rows_of(project, "qa_train")[0]["instruction"] == "别的"
+    import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa", split="0.5,0.5", force=True)
     assert len(rows_of(project, "qa_train")) == 40
     import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa")
     assert "qa_train" not in registry.load(project / "dataset_info")
