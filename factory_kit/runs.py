@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import launch, paths, registry
-from .errors import FactoryKitError, LaunchError
+from .errors import FactoryKitError
 from .render import Rendered, render
 
 RESULT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
@@ -179,8 +179,10 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
             )
     if extra:
         rendered = render(recipe_path, (*overrides, *extra), project=project)
-    if rendered.context["overwrite"] and output_dir.exists():
-        shutil.rmtree(output_dir)  # stale checkpoints/logs from an older run must not mix in
+    if rendered.context["overwrite"] and output_dir.exists() and not (node_rank or 0) > 0:
+        # stale checkpoints/logs from an older run must not mix in (only the main node clears:
+        # on a shared filesystem another node's clear would delete the main node's run)
+        shutil.rmtree(output_dir)
     train_yaml = rendered.files["train.yaml"]
     output_dir.mkdir(parents=True, exist_ok=True)
     keep_rendered(rendered, output_dir)
@@ -192,9 +194,6 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
                             env=_launch_env(rendered, node_rank), log_path=output_dir / "factory-kit.log",
                             echo=echo)
         exit_code = 0
-    except LaunchError:
-        exit_code = 1
-        raise
     finally:
         run_json = write_run_json(output_dir / "run.json", rendered, project, command, started, time.time(),
                                   exit_code, {"kind": "train"})
