@@ -70,6 +70,29 @@ def test_redaction_leaves_clinical_text_alone(text):
     assert redact(text) == (text, {})
 
 
+@pytest.mark.parametrize("text, expected, counts", [
+    ("身份证 110101 19700307 1234 已核对", "身份证 [身份证号] 已核对", {"id_card": 1}),
+    ("证件号110101-19700307-123X。", "证件号[身份证号]。", {"id_card": 1}),
+    ("证件号 110101-1970-0307-123x", "证件号 [身份证号]", {"id_card": 1}),
+    ("家属张伟（女儿）陪同，家属王五签字", "家属[姓名]（女儿）陪同，家属[姓名]签字", {"name": 2}),
+    ("联系人李四，电话13800000000", "联系人[姓名]，电话[电话]", {"name": 1, "phone": 1}),
+    ("联系人 李四", "联系人 [姓名]", {"name": 1}),
+    ("病人张三，45岁，病人家属李四签字", "病人[姓名]，45岁，病人家属[姓名]签字", {"name": 2}),
+    ("病人王芳签字", "病人[姓名]签字", {"name": 1}),
+])
+def test_redaction_of_grouped_id_numbers_and_names_after_family_markers(text, expected, counts):
+    assert redact(text) == (expected, counts)
+
+
+@pytest.mark.parametrize("text", [
+    "黄芪10-15g，每日3次，共7天。", "日期2023-01-05，复诊2023 01 12。", "家属同意手术", "家属陪同下就诊",
+    "家属代诉：头痛3天。", "联系人电话未留", "家属要求出院", "家属商议后，同意手术。", "家属和患者，均知情。",
+    "家属明确表示理解。", "病人高热，3天", "编号110101-19700307-1234-5", "患者出现高热，伴咳嗽。",
+])
+def test_redaction_extensions_leave_ordinary_text_alone(text):
+    assert redact(text) == (text, {})
+
+
 def test_redact_option_in_import_counts_never_values(project):
     f = project / "r.jsonl"
     f.write_text(jl({"instruction": "姓名：王五，电话13900001111，怎么办？", "output": "请联系 a@b.cn"},
