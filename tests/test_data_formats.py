@@ -384,3 +384,19 @@ def test_multi_answer_items_train_but_stay_out_of_the_benchmark(project):
     bench = project / "data" / "benchmarks" / "mcq2.jsonl"
     assert [json.loads(line)["answer"] for line in bench.read_text(encoding="utf-8").splitlines()] == ["A", "B"]
     assert [len(b.items) for b in bm.resolve_benchmarks(("mcq2",))] == [2]  # the evaluator accepts it
+
+
+def test_mcq_answer_in_exam_bank_forms(project):
+    """Exam banks write the answer as （C）, (C), C., 答案：C, 【答案】C: all mean C."""
+    forms = ["（C）", "(C)", "C.", "答案：C", "【答案】C", "答案：（C）。", "c．", "（A、C）"]
+    lines = ["题目,A,B,C,D,答案"] + [f"第{i}题：下列哪味药?,黄芪,黄连,甘草,人参,{a}" for i, a in enumerate(forms)]
+    (project / "bank.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = import_source(project / "bank.csv", "bank", "mcq")
+    assert (r.total, r.accepted, r.quarantined) == (len(forms), len(forms), 0), r.examples
+    bench = [json.loads(x) for x in r.benchmark.read_text(encoding="utf-8").splitlines()]
+    assert [b["answer"] for b in bench] == ["C"] * (len(forms) - 1)  # （A、C） trains, is not scored
+    assert rows_of(project, "bank")[-1]["output"].startswith("答案：AC")
+    # a bracketed word is still not an answer
+    (project / "bad.csv").write_text("题目,A,B,答案\n哪味药?,黄芪,黄连,（无）\n哪味药?,黄芪,黄连,(A)\n", encoding="utf-8")
+    r = import_source(project / "bad.csv", "bad", "mcq")
+    assert (r.accepted, r.quarantined) == (1, 1) and "not option letter(s)" in r.examples[0]

@@ -3,7 +3,7 @@
 Accepted shapes: ``options``/``choices`` as a list (``["黄芪", ...]`` or ``["A. 黄芪", ...]``)
 or an object (``{"A": ..., "B": ...}``), or option columns ``A``, ``B``, ``C``... (exam-bank
 spreadsheets); ``answer`` as letter(s) (``"B"``, ``"AC"``, ``"A,C"``, ``["A", "C"]``,
-``"答案：B"``) or the text of the right option; optional explanation, subject and id.
+``"答案：B"``, ``"（B）"``, ``"(B)"``, ``"B."``, ``"【答案】B"``) or the text of the right option; optional explanation, subject and id.
 
 The benchmark row (``data/benchmarks/NAME.jsonl``) has exactly
 ``{"id", "subject", "question", "options": {"A": ...}, "answer": "B", "explanation"}``.
@@ -29,7 +29,10 @@ ID = ("id", "qid", "question_id", "编号")
 LETTERS = string.ascii_uppercase
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _PREFIX = re.compile(r"^\s*[\(（]?([A-Za-z])[\)）]?\s*[.．、:：)）]\s*")
-_ANSWER_PREFIX = re.compile(r"^\s*(?:答案|正确答案|answer|correct answer)\s*(?:是|为|is)?\s*[:：]?\s*", re.I)
+_ANSWER_PREFIX = re.compile(
+    r"^\s*[【\[]?\s*(?:参考答案|标准答案|正确答案|答案|answer|correct answer)\s*[】\]]?\s*(?:是|为|is)?\s*[:：]?\s*", re.I)
+# exam banks write the letter(s) in brackets: (C), （C）, 【C】, [A、C]
+_ANSWER_BRACKETS = re.compile(r"^[\(（【\[]\s*(.*?)\s*[\)）】\]]$")
 _ANSWER_LETTERS = re.compile(r"^[A-Z](?:\s*[,，、/和及 ]?\s*[A-Z])*$")
 
 
@@ -134,7 +137,10 @@ class McqImporter(Importer):
         text = self.f.clean(value)
         if not text:
             raise RowError(f'field "{key}" is empty', kind="empty")
-        letters_text = _ANSWER_PREFIX.sub("", text).strip().rstrip("。.").upper()
+        letters_text = _ANSWER_PREFIX.sub("", text).strip().rstrip("。.．").strip().upper()
+        bracketed = _ANSWER_BRACKETS.match(letters_text)
+        if bracketed:
+            letters_text = bracketed.group(1).rstrip("。.．").strip()
         if _ANSWER_LETTERS.match(letters_text):
             letters = sorted(set(re.findall(r"[A-Z]", letters_text)))
         else:
