@@ -69,6 +69,7 @@ class ImportReport:
     output_format: str = ""
     benchmark_dev: Path | None = None  # few-shot items held out of training (with --split)
     multi_answer_dropped: int = 0  # multi-answer items: trained on, but not in the benchmark files
+    blank_rows: int = 0  # fully blank CSV/Excel rows: not rows, so not in total (like blank JSONL lines)
     seconds: float = 0.0
 
     def rel(self, p: Path | None) -> str:
@@ -85,7 +86,10 @@ class ImportReport:
             q += f" incl. {self.duplicates} duplicate{'s' if self.duplicates != 1 else ''}"
         if self.quarantine is not None:
             q += f" ({self.rel(self.quarantine)})"
-        return f"{self.name}: {self.accepted} accepted, {q} -> {self.rel(self.output)}"
+        line = f"{self.name}: {self.accepted} accepted, {q} -> {self.rel(self.output)}"
+        if self.blank_rows:
+            line += f"; {self.blank_rows} blank row{'s' if self.blank_rows != 1 else ''} skipped"
+        return line
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -516,6 +520,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     if strat_key in (True, "true", "yes"):
         strat_key = "source"
 
+    blank_rows: list[int] = []  # fully blank CSV/Excel rows the readers skipped (not rows)
+
     # -- sources as (path or None, display, record iterator, is_table, is_text) ----------------
     def open_sources() -> Iterator[tuple[Path | None, str, Iterator[files_mod.RawRecord], bool, bool]]:
         if isinstance(targets, str):  # hub id
@@ -525,7 +531,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
             src = files_mod.display(p)
             if reader_hf and not p.is_dir():
                 raise FactoryKitError(f"{src}: --format hf expects a save_to_disk folder or a hub id")
-            recs = files_mod.read(p, encoding=opts["encoding"], sheet=opts["sheet"], hf_split=opts["hf_split"])
+            recs = files_mod.read(p, encoding=opts["encoding"], sheet=opts["sheet"], hf_split=opts["hf_split"],
+                                  blank=blank_rows)
             yield p, src, recs, files_mod.from_table(p), files_mod.is_text_file(p)
 
     sources = open_sources()
@@ -833,7 +840,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         name=name, format=fmt, total=total, accepted=counts["accepted"], quarantined=counts["quarantined"],
         duplicates=counts["duplicates"], output=out_path, quarantine=q_final, registered=list(entries),
         redactions=dict(redactions) if kinds else {}, benchmark=b_path, project=project,
-        benchmark_dev=bench_dev, multi_answer_dropped=multi_dropped,
+        benchmark_dev=bench_dev, multi_answer_dropped=multi_dropped, blank_rows=len(blank_rows),
         splits=split_counts, reasons=dict(reasons), examples=examples,
         sources=source_names if source_names else [str(path)], output_format=_output_format(entry),
         seconds=time.monotonic() - started)

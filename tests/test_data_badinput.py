@@ -272,3 +272,32 @@ def test_excel_and_parquet(project, raw):
     check(import_source(raw / "x.xlsx", "xl"), project, 2, 1, 'x.xlsx:5: field "答案" is null')
     pq.write_table(pa.table({"instruction": ["a", "b", None], "output": ["x", "y", "z"]}), raw / "x.parquet")
     check(import_source(raw / "x.parquet", "pq"), project, 2, 1, 'x.parquet:3: field "instruction" is null')
+
+
+def test_blank_tabular_rows_are_not_rows_but_are_reported(project):
+    """5 data rows with 1 fully blank (CSV `,,` or an empty Excel row): total 4, "1 blank row skipped"."""
+    import openpyxl
+    from click.testing import CliRunner
+
+    from factory_kit.cli_data import data
+    from factory_kit.dataimport import import_source
+
+    rows = [["问题", "答案"], ["头痛怎么办", "休息"], ["发热怎么办", "补液"], ["", ""], ["咳嗽怎么办", "润肺"],
+            ["失眠怎么办", "安神"]]
+    (project / "b.csv").write_text("\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    r = import_source(project / "b.csv", "b")
+    assert (r.total, r.accepted, r.quarantined, r.blank_rows) == (4, 4, 0, 1)
+    assert r.summary().endswith("; 1 blank row skipped")
+    wb = openpyxl.Workbook()
+    for row in rows:
+        wb.active.append([c or None for c in row])
+    wb.active.append([None, None])  # trailing empty rows count too when the sheet holds them
+    wb.save(project / "b.xlsx")
+    result = CliRunner().invoke(data, ["import", str(project / "b.xlsx"), "--name", "bx"])
+    assert result.exit_code == 0, result.output
+    assert "4 accepted, 0 quarantined" in result.output and "2 blank rows skipped" in result.output
+    # a row with one empty cell is a row: quarantined with its reason, not skipped
+    (project / "c.csv").write_text("问题,答案\n头痛怎么办,休息\n发热怎么办,\n", encoding="utf-8")
+    r = import_source(project / "c.csv", "c")
+    assert (r.total, r.accepted, r.quarantined, r.blank_rows) == (2, 1, 1, 0)
+    assert "blank" not in r.summary()

@@ -372,7 +372,9 @@ def _fix_surrogates(value: str) -> str | None:
         return None
 
 
-def read_csv(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
+def read_csv(path: Path, source: str, encoding: str, blank: list[int] | None = None) -> Iterator[RawRecord]:
+    """Rows as records; a fully blank row (no cells, or only empty ones: ``,,,``) carries
+    nothing and is not a row: its line number goes to ``blank`` when given."""
     fh = io.TextIOWrapper(_open_binary(path), encoding=encoding, errors="surrogateescape", newline="")
     try:
         header_line = fh.readline()
@@ -407,7 +409,9 @@ def read_csv(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                 continue
             line = start
             start = reader.line_num + 2
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
+            if not any(c.strip() for c in cells):
+                if blank is not None:
+                    blank.append(line)
                 continue
             raw = None
             bad = False
@@ -449,7 +453,9 @@ def read_parquet(path: Path, source: str) -> Iterator[RawRecord]:
             yield RawRecord(source, row, obj)
 
 
-def read_excel(path: Path, source: str, sheet: str | None = None) -> Iterator[RawRecord]:
+def read_excel(path: Path, source: str, sheet: str | None = None,
+               blank: list[int] | None = None) -> Iterator[RawRecord]:
+    """Rows of a sheet as records; a fully blank row is not a row (its number goes to ``blank``)."""
     try:
         import openpyxl
     except ImportError:  # pragma: no cover - openpyxl is a dependency
@@ -475,6 +481,8 @@ def read_excel(path: Path, source: str, sheet: str | None = None) -> Iterator[Ra
         for i, values in enumerate(rows, 2):
             values = list(values)
             if all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
+                if blank is not None:
+                    blank.append(i)
                 continue
             extra = [v for v in values[len(header):] if v is not None]
             if extra:
@@ -604,7 +612,8 @@ def expand(path_spec: str | Path) -> list[Path] | str:
 
 
 def read(path: Path, *, encoding: str | None = None, sheet: str | None = None,
-         hf_split: str | None = None) -> Iterator[RawRecord]:
+         hf_split: str | None = None, blank: list[int] | None = None) -> Iterator[RawRecord]:
+    """Records of one file; fully blank CSV/TSV/Excel rows are skipped, their numbers in ``blank``."""
     source = display(path)
     if path.is_dir():
         yield from read_hf(str(path), source, hf_split)
@@ -613,7 +622,7 @@ def read(path: Path, *, encoding: str | None = None, sheet: str | None = None,
     if ext in PARQUET_EXT:
         yield from read_parquet(path, source)
     elif ext in EXCEL_EXT:
-        yield from read_excel(path, source, sheet)
+        yield from read_excel(path, source, sheet, blank)
     elif ext in ARROW_EXT:
         yield from read_arrow(path, source)
     else:
@@ -623,7 +632,7 @@ def read(path: Path, *, encoding: str | None = None, sheet: str | None = None,
         elif ext in JSON_EXT:
             yield from read_json(path, source, enc)
         elif ext in CSV_EXT:
-            yield from read_csv(path, source, enc)
+            yield from read_csv(path, source, enc, blank)
         elif ext in TEXT_EXT:
             yield from read_text_paragraphs(path, source, enc)
         else:  # pragma: no cover - expand() filters
