@@ -95,8 +95,13 @@ def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None
             details.append(f"benchmark: {report.rel(report.benchmark)} (note: the same items are in the SFT rows; "
                            "use --split to hold some out before evaluating on them)")
     if report.multi_answer_dropped:
-        details.append(f"{report.multi_answer_dropped} multi-answer item(s) kept for SFT, left out of the benchmark "
-                       "(it is scored with one answer per item)")
+        n = report.multi_answer_dropped
+        line = f"{n} multi-answer item(s) kept for SFT, left out of "
+        if report.benchmark is not None:
+            line += f"{report.rel(report.benchmark)} (single-answer scoring)"
+        else:
+            line += f"the benchmark (single-answer scoring): no single-answer item left, so no data/benchmarks/{name}.jsonl written"
+        details.append(line)
     if report.redactions:
         details.append("redacted: " + ", ".join(f"{k} {v}" for k, v in sorted(report.redactions.items())))
     elif options.get("redact"):

@@ -400,3 +400,16 @@ def test_mcq_answer_in_exam_bank_forms(project):
     (project / "bad.csv").write_text("题目,A,B,答案\n哪味药?,黄芪,黄连,（无）\n哪味药?,黄芪,黄连,(A)\n", encoding="utf-8")
     r = import_source(project / "bad.csv", "bad", "mcq")
     assert (r.accepted, r.quarantined) == (1, 1) and "not option letter(s)" in r.examples[0]
+
+
+def test_only_multi_answer_items_write_no_benchmark(project):
+    from click.testing import CliRunner
+
+    from factory_kit.cli_data import data
+
+    rows = [{"question": f"多选{i}？", "options": ["心", "胆", "肝", "胃"], "answer": "A、C"} for i in range(2)]
+    (project / "multi.jsonl").write_text(jl(*rows), encoding="utf-8")
+    result = CliRunner().invoke(data, ["import", str(project / "multi.jsonl"), "--name", "multi"])
+    assert result.exit_code == 0, result.output
+    assert "2 multi-answer item(s) kept for SFT" in result.output and "no data/benchmarks/multi.jsonl written" in result.output
+    assert len(rows_of(project, "multi")) == 2 and not (project / "data" / "benchmarks" / "multi.jsonl").exists()
