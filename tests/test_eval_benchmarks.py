@@ -52,7 +52,9 @@ def test_options_as_list_and_map_normalise(tmp_path):
     ({"answer": "E"}, "bad.jsonl:2: answer 'E' is not among the options (A, B, C, D)"),
     ({"answer": None}, "bad.jsonl:2: missing `answer`"),
     ({"answer": 1}, "bad.jsonl:2: `answer` must be one option letter like \"B\", got 1"),
-    ({"answer": "AC"}, "bad.jsonl:2: multi-answer item (AC): scoring takes one answer letter per item"),
+    ({"answer": "AC"}, "bad.jsonl:2: answer 'AC': multi-answer items are not supported for scoring "
+                       "(one letter expected)"),
+    ({"answer": "A,C"}, "multi-answer items are not supported for scoring (one letter expected)"),
     ({"options": {"A": "x", "C": "y"}}, "bad.jsonl:2: option letters AC must be consecutive"),
     ({"options": {"A": "x", "B": ""}}, "bad.jsonl:2: option B is empty"),
     ({"question": ""}, "bad.jsonl:2: missing `question`"),
@@ -63,6 +65,27 @@ def test_bad_benchmark_rows_name_file_and_line(tmp_path, changes, message):
         bm.load_benchmark(_bad(tmp_path, **changes))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_json_array_benchmark_file_is_accepted(tmp_path):
+    path = tmp_path / "arr.json"
+    path.write_text(json.dumps([ITEM, {**ITEM, "id": "q2", "answer": "b"}], ensure_ascii=False, indent=2),
+                    encoding="utf-8")
+    bench = bm.load_benchmark(path)
+    assert bench.name == "arr" and [it["answer"] for it in bench.items] == ["D", "B"]
+    path.write_text(json.dumps([ITEM, {**ITEM, "id": "q2", "answer": 1}]), encoding="utf-8")
+    with pytest.raises(FactoryKitError) as err:
+        bm.load_benchmark(path)
+    assert "arr.json: item 2: `answer` must be one option letter like \"B\", got 1" in str(err.value)
+
+
+def test_jsonl_line_holding_an_array_says_how_to_convert(tmp_path):
+    path = tmp_path / "lines.jsonl"
+    path.write_text(json.dumps([ITEM]) + "\n" + json.dumps([ITEM]) + "\n", encoding="utf-8")
+    with pytest.raises(FactoryKitError) as err:
+        bm.load_benchmark(path)
+    assert "lines.jsonl:1: expected one JSON object per line (JSON Lines), got list" in str(err.value)
+    assert "factory-kit data import FILE --format mcq" in str(err.value)
 
 
 def test_bad_benchmark_fails_on_the_cli_with_one_red_line(tmp_path, tiny_model):

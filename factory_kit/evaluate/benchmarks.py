@@ -5,7 +5,7 @@ lacks for local medical exams: validate the files, generate one task YAML per
 (benchmark, subject) with ``dataset_path: json``, run ``lm_eval`` as a child process, and
 read its per-sample log back into per-subject and overall accuracy.
 
-Benchmark file: JSON lines ``{"id", "subject", "question", "options": {"A": ..} or [..],
+Benchmark file: JSON lines (or one JSON array of such objects) ``{"id", "subject", "question", "options": {"A": ..} or [..],
 "answer": "B", "explanation"}``. An optional sibling ``NAME.dev.jsonl`` supplies few-shot
 examples (C-Eval style); without it, shots come from the other items of the same subject
 (lm-eval never shows an item as its own example).
@@ -50,9 +50,9 @@ def _where(path: Path, line: int) -> str:
     return f"{path}:{line}"
 
 
-def normalize_item(raw: Any, path: Path, line: int, default_subject: str) -> dict[str, Any]:
+def normalize_item(raw: Any, path: Path, line: int, default_subject: str, where: str | None = None) -> dict[str, Any]:
     """Check one benchmark row and bring it to one shape; FactoryKitError names file:line."""
-    where = _where(path, line)
+    where = where or _where(path, line)
     if not isinstance(raw, dict):
         raise FactoryKitError(f"{where}: expected one JSON object per line (JSON Lines), got {type(raw).__name__}; "
                               "convert the file with `factory-kit data import FILE --format mcq`")
@@ -91,8 +91,9 @@ def normalize_item(raw: Any, path: Path, line: int, default_subject: str) -> dic
     answer = answer.strip().upper()
     letters = [c for c in answer if c in LETTERS]
     if len(answer) > 1 and len(letters) > 1 and all(c in LETTERS or c in ",、 ;/" for c in answer):
-        raise FactoryKitError(f"{where}: multi-answer item ({answer}): scoring takes one answer letter per item; "
-                              "drop it from the benchmark (`factory-kit data import --format mcq` does) or split it")
+        raise FactoryKitError(f"{where}: answer {raw.get('answer')!r}: multi-answer items are not supported for "
+                              "scoring (one letter expected); drop the item (`factory-kit data import --format mcq` "
+                              "leaves them out) or split it")
     if answer not in options:
         raise FactoryKitError(
             f"{where}: answer {raw.get('answer')!r} is not among the options ({', '.join(options)})")
@@ -106,24 +107,48 @@ def normalize_item(raw: Any, path: Path, line: int, default_subject: str) -> dic
     }
 
 
+def _json_array(path: Path, text: str) -> list[Any] | None:
+    """The items of a file holding one JSON array (of item objects), or None for JSON Lines."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None  # e.g. one array per line: reported line by line below
+    if not isinstance(data, list):
+        return None
+    return data
+
+
 def read_items(path: Path, default_subject: str) -> list[dict[str, Any]]:
+    """Items of a JSON Lines file (one object per line) or of a JSON array of objects."""
     if not path.is_file():
         raise FactoryKitError(f"{path}: benchmark file not found")
+    text = path.read_text(encoding="utf-8")
     items, seen = [], {}
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
+    array = _json_array(path, text)
+    if array is not None:
+        rows = [(n, f"{path}: item {n}", raw) for n, raw in enumerate(array, 1)]
+        unit = "item"
+    else:
+        rows = []
+        for line_no, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FactoryKitError(f"{_where(path, line_no)}: not valid JSON: {exc.msg}") from None
-            item = normalize_item(raw, path, line_no, default_subject)
-            if item["id"] in seen:
-                raise FactoryKitError(f"{_where(path, line_no)}: duplicate id {item['id']!r} "
-                                      f"(first on line {seen[item['id']]})")
-            seen[item["id"]] = line_no
-            items.append(item)
+            rows.append((line_no, _where(path, line_no), raw))
+        unit = "line"
+    for number, where, raw in rows:
+        if array is not None and not isinstance(raw, dict):
+            raise FactoryKitError(f"{where}: expected a JSON object (one benchmark item), got {type(raw).__name__}")
+        item = normalize_item(raw, path, number, default_subject, where=where)
+        if item["id"] in seen:
+            raise FactoryKitError(f"{where}: duplicate id {item['id']!r} (first on {unit} {seen[item['id']]})")
+        seen[item["id"]] = number
+        items.append(item)
     if not items:
         raise FactoryKitError(f"{path}: no benchmark items (empty file)")
     return items
