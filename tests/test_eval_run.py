@@ -105,13 +105,19 @@ def test_baseline_writes_before_after_table_and_png(trained):
     overall = rows[-1]
     assert overall["a"] == base["overall"]["accuracy"] and overall["b"] == tuned["overall"]["accuracy"]
     assert "different numbers of items" not in (proj / "cmp.md").read_text(encoding="utf-8")
-    # a run over fewer items (--limit) is flagged, not silently compared as if alike
-    limited = dict(tuned, limit=2, overall={**tuned["overall"], "n": 6})
-    (eval_dir / "limited.json").write_text(json.dumps(limited), encoding="utf-8")
-    result = CliRunner().invoke(compare, [str(eval_dir / "base.json"), str(eval_dir / "limited.json"),
+    # a run over fewer items (--limit) is compared on the items both scored, and says so
+    tuned_items = [json.loads(l) for l in (eval_dir / "finetuned.items.jsonl").read_text().splitlines()]
+    kept = tuned_items[::2]
+    write_jsonl(proj / "lim" / "limited.items.jsonl", kept)
+    limited = dict(tuned, limit=2, **bm.summarize(kept), items_file="limited.items.jsonl")
+    (proj / "lim" / "limited.json").write_text(json.dumps(limited), encoding="utf-8")
+    result = CliRunner().invoke(compare, [str(eval_dir / "base.json"), str(proj / "lim" / "limited.json"),
                                           "--out", str(proj / "cmp2")])
     assert result.exit_code == 0, result.output
-    assert "different numbers of items (A: 12, B: 6; --limit None vs 2)" in (proj / "cmp2.md").read_text(encoding="utf-8")
+    text = (proj / "cmp2.md").read_text(encoding="utf-8")
+    n = len(kept)
+    assert f"different items (A: 12, B: {n}; --limit None vs 2)" in text and f"only the {n} items both scored" in text
+    assert json.loads((proj / "cmp2.json").read_text())["rows"][-1]["n"] == n
 
 
 def test_report_renders_real_loss_curves(trained):

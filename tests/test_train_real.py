@@ -58,11 +58,22 @@ def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
     bad = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", "--set", "llamafactory={lora_target: nope}"])
     assert bad.exit_code == 1
     assert bad.output.strip().splitlines()[-1].startswith("error: `")
-    sets = ["--set", "overwrite=false"]
-    refused = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", *sets])
+    sets = ["--set", "overwrite=false", *[a for s in FAST for a in ("--set", s)]]
+    first = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", *sets])  # a failed start's logs don't block
+    assert first.exit_code == 0, first.output
+    refused = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", *sets])  # its weights do
     assert refused.exit_code == 2 and "already holds a run" in refused.output
+    out = tiny_project / "outputs" / "demo-tiny"
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert checkpoints, "the run saved no checkpoint"
+    resumed = runs.train("recipes/demo-tiny.yaml", ("overwrite=false", *FAST), resume=True)
+    assert f"resume_from_checkpoint: {runs.last_checkpoint(out).relative_to(tiny_project)}" in \
+        (resumed.output_dir / "rendered" / "train.yaml").read_text()
+    import shutil
+    for checkpoint in out.glob("checkpoint-*"):  # weights but no checkpoint: nothing to resume from
+        shutil.rmtree(checkpoint)
     with pytest.raises(FactoryKitError, match="no checkpoint"):
-        runs.train("recipes/demo-tiny.yaml", ("overwrite=false",), resume=True)
+        runs.train("recipes/demo-tiny.yaml", ("overwrite=false", *FAST), resume=True)
 
 
 def test_multi_node_torchrun_two_nodes_on_loopback(tiny_project, tmp_path, tiny_model):

@@ -21,7 +21,7 @@ class Row:
     key: str          # short ASCII key used on the chart when no CJK font is installed
     benchmark: str
     subject: str      # "" for a benchmark total, "overall" for the grand total
-    n: int
+    n: int | str      # "60 / 9" when A and B scored different numbers of items
     a: float | None
     b: float | None
 
@@ -36,6 +36,13 @@ class Row:
         return f"{self.benchmark} (all)" if not self.subject else f"{self.benchmark} / {self.subject}"
 
 
+def _n(sa: dict[str, Any] | None, sb: dict[str, Any] | None) -> int | str:
+    na, nb = (sa or {}).get("n"), (sb or {}).get("n")
+    if na is None or nb is None or na == nb:
+        return na if na is not None else nb
+    return f"{na} / {nb}"
+
+
 def table_rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     benches = sorted(set(a["benchmarks"]) | set(b["benchmarks"]))
@@ -44,11 +51,11 @@ def table_rows(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
         subjects = sorted(set(ra.get("subjects", {})) | set(rb.get("subjects", {})))
         for si, subject in enumerate(subjects, 1):
             sa, sb = ra.get("subjects", {}).get(subject), rb.get("subjects", {}).get(subject)
-            rows.append(Row(f"B{bi}.S{si}", bench, subject, (sa or sb)["n"],
+            rows.append(Row(f"B{bi}.S{si}", bench, subject, _n(sa, sb),
                             sa["accuracy"] if sa else None, sb["accuracy"] if sb else None))
         if len(subjects) > 1 or len(benches) > 1:
-            rows.append(Row(f"B{bi}", bench, "", (ra or rb)["n"], ra.get("accuracy"), rb.get("accuracy")))
-    rows.append(Row("ALL", "", "overall", a["overall"]["n"], a["overall"]["accuracy"], b["overall"]["accuracy"]))
+            rows.append(Row(f"B{bi}", bench, "", _n(ra, rb), ra.get("accuracy"), rb.get("accuracy")))
+    rows.append(Row("ALL", "", "overall", _n(a["overall"], b["overall"]), a["overall"]["accuracy"], b["overall"]["accuracy"]))
     return rows
 
 
@@ -65,7 +72,8 @@ def _delta(value: float | None) -> str:
     return f"**{points:+.1f}** {'▲' if points > 0 else '▼'}"
 
 
-def _items(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str], bool] | None:
+def _item_rows(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """(benchmark, id) -> the per-item row (subject, correct) from the result's items file."""
     name = result.get("items_file")
     if not name:
         return None
@@ -76,8 +84,27 @@ def _items(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str], b
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            out[(row["benchmark"], str(row["id"]))] = bool(row["correct"])
+            out[(row["benchmark"], str(row["id"]))] = row
     return out
+
+
+def _items(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str], bool] | None:
+    rows = _item_rows(result, result_path)
+    return None if rows is None else {k: bool(r["correct"]) for k, r in rows.items()}
+
+
+def restrict_to_common(a: dict[str, Any], b: dict[str, Any], a_rows, b_rows) -> tuple[dict, dict, int] | None:
+    """A and B re-scored over only the items both scored (by benchmark and item id), and how many;
+    None when the item sets are the same, unknown (no items files) or share nothing."""
+    from .benchmarks import summarize
+
+    if a_rows is None or b_rows is None or set(a_rows) == set(b_rows):
+        return None
+    common = sorted(set(a_rows) & set(b_rows))
+    if not common:
+        return None
+    return ({**a, **summarize([a_rows[k] for k in common])}, {**b, **summarize([b_rows[k] for k in common])},
+            len(common))
 
 
 def mcnemar_p(better: int, worse: int) -> float:
@@ -168,6 +195,12 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
     label_b = labels[1] or b.get("label") or b_path.stem
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    a_rows, b_rows = _item_rows(a, a_path), _item_rows(b, b_path)
+    n_a, n_b = (a.get("overall") or {}).get("n"), (b.get("overall") or {}).get("n")
+    common = restrict_to_common(a, b, a_rows, b_rows)
+    full_a, full_b = a, b
+    if common:
+        a, b, n_common = common
     rows = table_rows(a, b)
     if out.suffix in (".md", ".png"):
         out = out.with_suffix("")
@@ -176,30 +209,41 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
     bar_chart(rows, (label_a, label_b), png_path, title)
 
     lines = [f"# {title}", "",
-             f"- **{label_a}** (A): {describe(a)} (`{a_path.name}`)",
-             f"- **{label_b}** (B): {describe(b)} (`{b_path.name}`)", ""]
+             f"- **{label_a}** (A): {describe(a)} (`{a_path.name}`), {n_a} items, "
+             f"{_pct(full_a['overall'].get('accuracy'))} %",
+             f"- **{label_b}** (B): {describe(b)} (`{b_path.name}`), {n_b} items, "
+             f"{_pct(full_b['overall'].get('accuracy'))} %", ""]
     warnings = []
-    for bench in sorted(set(a["benchmarks"]) & set(b["benchmarks"])):
+    limits = (f"; --limit {full_a.get('limit')} vs {full_b.get('limit')}"
+              if full_a.get("limit") != full_b.get("limit") else "")
+    if common:
+        warnings.append(f"the runs scored different items (A: {n_a}, B: {n_b}{limits}): the table below compares "
+                        f"only the {n_common} items both scored (matched by item id), N = {n_common}")
+    for bench in sorted(set(full_a["benchmarks"]) & set(full_b["benchmarks"])):
         ha = a.get("benchmark_files", {}).get(bench, {}).get("sha256")
         hb = b.get("benchmark_files", {}).get(bench, {}).get("sha256")
         if ha and hb and ha != hb:
             warnings.append(f"benchmark `{bench}` differs between the runs (file hashes differ): "
                             "the rows are not the same items")
-    for bench in sorted(set(a["benchmarks"]) ^ set(b["benchmarks"])):
-        warnings.append(f"benchmark `{bench}` is in only one of the runs")
-    n_a, n_b = (a.get("overall") or {}).get("n"), (b.get("overall") or {}).get("n")
-    if n_a != n_b or a.get("limit") != b.get("limit"):
-        warnings.append(f"the runs scored different numbers of items (A: {n_a}, B: {n_b}"
-                        + (f"; --limit {a.get('limit')} vs {b.get('limit')}" if a.get("limit") != b.get("limit") else "")
-                        + "): their accuracies are over different items; the paired line below compares "
-                        "only the items both scored")
+    for bench in sorted(set(full_a["benchmarks"]) ^ set(full_b["benchmarks"])):
+        warnings.append(f"benchmark `{bench}` is in only one of the runs"
+                        + (" (left out of the table: no items in common)" if common else ""))
+    if not common and (n_a != n_b or full_a.get("limit") != full_b.get("limit") or (
+            a_rows is not None and b_rows is not None and set(a_rows) != set(b_rows))):
+        known = a_rows is not None and b_rows is not None
+        why = ("they share no item" if known and not set(a_rows) & set(b_rows)
+               else "no items file to match them by id" if not known else "")
+        warnings.append(f"the runs scored different items (A: {n_a}, B: {n_b}{limits}"
+                        + (f"; {why}" if why else "")
+                        + "): the accuracies below are over different items and are NOT comparable")
     if a.get("shots") != b.get("shots") or a.get("mode") != b.get("mode"):
         warnings.append("the runs used different shots/mode: the difference is not only the model")
     for w in warnings:
         lines.append(f"> **Warning:** {w}")
     if warnings:
         lines.append("")
-    lines += [f"| Key | Benchmark / subject | N | {label_a} (%) | {label_b} (%) | Δ (points) |",
+    n_header = "N (A / B)" if any(isinstance(r.n, str) for r in rows) else "N"
+    lines += [f"| Key | Benchmark / subject | {n_header} | {label_a} (%) | {label_b} (%) | Δ (points) |",
               "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         name = f"**{r.label}**" if not r.subject or r.subject == "overall" else r.label
@@ -215,6 +259,7 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text("\n".join(lines), encoding="utf-8")
     summary = {"a": str(a_path), "b": str(b_path), "labels": [label_a, label_b], "paired": pair,
+               "n_a": n_a, "n_b": n_b, "common_items": n_common if common else None,
                "rows": [{"key": r.key, "benchmark": r.benchmark, "subject": r.subject, "n": r.n,
                          "a": r.a, "b": r.b, "delta": r.delta} for r in rows]}
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
