@@ -136,6 +136,13 @@ def check_dataset_entry(name: str, entry: dict[str, Any], stage: str, registry_d
     return formatting
 
 
+def _sample_dataset_names() -> set[str]:
+    """Names `factory-kit data samples` (and the demo) register, splits included."""
+    from .demo import SAMPLE_SOURCES  # lazy: demo imports render, which imports this module
+
+    return {f"{name}{suffix}" for _, name, _, _ in SAMPLE_SOURCES for suffix in ("", "_train", "_val", "_test")}
+
+
 def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]:
     """Every dataset named by the recipe exists in dataset_info.json and fits the stage."""
     import difflib
@@ -148,7 +155,9 @@ def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]
             if name not in entries:
                 close = difflib.get_close_matches(name, list(entries), n=1)
                 hint = f"; did you mean `{close[0]}`?" if close else (
-                    "; import it first with `factory-kit data import PATH --name " + name + "`")
+                    "; import it first with `factory-kit data import PATH --name " + name + "`"
+                    + (" (it is a shipped sample: `factory-kit data samples` imports them all)"
+                       if name in _sample_dataset_names() else ""))
                 raise FactoryKitError(
                     f"{r.origins.get(key, where)}: dataset `{name}` is not in {registry.registry_path(registry_dir)}{hint}"
                 )

@@ -170,6 +170,18 @@ def stats_cmd(name: str, tokenizer: str | None, limit: int | None, no_plots: boo
         console.print(f"  plots: {', '.join(result['plots'])}", soft_wrap=True, markup=False)
 
 
+@data.command("samples")
+@friendly
+def samples_cmd() -> None:
+    """Import the shipped sample data (data/samples/) under the names the shipped recipes use."""
+    from . import paths
+    from .demo import import_samples
+
+    for rep in import_samples(paths.project_dir()):
+        console.print(f"{rep.name}: {rep.accepted} accepted, {rep.quarantined} quarantined -> "
+                      f"{', '.join(rep.registered)}", soft_wrap=True, markup=False)
+
+
 @data.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @friendly

@@ -142,3 +142,19 @@ def test_import_refuses_to_take_over_another_imports_split(project):
     assert refused.exit_code == 2 and "--split would replace `x_train`" in refused.output
     forced = runner.invoke(data, ["import", str(other), "--name", "tcm_qa_train", "--force"])
     assert forced.exit_code == 0, forced.output
+
+
+def test_samples_registers_what_every_shipped_recipe_names(project):
+    """A fresh project: the shipped recipes name sample datasets; the error says how to get them."""
+    from factory_kit.cli import main
+
+    runner = CliRunner()
+    missing = runner.invoke(main, ["check", "recipes/tcm-lora.yaml"])
+    assert missing.exit_code == 2
+    assert "`factory-kit data samples` imports them all" in " ".join(missing.output.split())
+    r = invoke("samples")
+    assert r.exit_code == 0, r.output
+    assert "tcm_qa: 80 accepted, 0 quarantined -> tcm_qa, tcm_qa_train, tcm_qa_val" in r.output
+    for recipe in ("tcm-lora", "tcm-qlora", "tcm-full-z3", "tcm-pt", "tcm-dpo", "medical-o1-cot"):
+        checked = runner.invoke(main, ["check", f"recipes/{recipe}.yaml"])
+        assert checked.exit_code == 0, (recipe, checked.output)
