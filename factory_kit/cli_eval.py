@@ -7,25 +7,9 @@ import time
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from . import paths
 from .console import console, friendly
-from .errors import FactoryKitError
-
-
-def _accuracy_table(result: dict, title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col, justify in (("benchmark", "left"), ("subject", "left"), ("n", "right"), ("accuracy %", "right")):
-        table.add_column(col, justify=justify)
-    for bench, b in result["benchmarks"].items():
-        for subject, s in b["subjects"].items():
-            table.add_row(bench, subject, str(s["n"]), f"{100 * s['accuracy']:.1f}")
-        if len(b["subjects"]) > 1:
-            table.add_row(f"[bold]{bench}[/]", "(all)", str(b["n"]), f"[bold]{100 * b['accuracy']:.1f}[/]")
-    o = result["overall"]
-    table.add_row("[bold]overall[/]", "", str(o["n"]), f"[bold]{100 * o['accuracy']:.1f}[/]")
-    return table
 
 
 @click.command("eval")
@@ -70,11 +54,14 @@ def eval_cmd(recipe, overrides, benchmarks, shots, mode, merged, model, adapter,
     from . import evaluate
 
     p = evaluate.plan(recipe, overrides, merged=merged, model=model, adapter=adapter, baseline=baseline, out=out)
+    options = evaluate.EvalOptions(
+        benchmarks=benchmarks, shots=shots, mode=mode or p.mode, device=device, batch_size=batch_size, limit=limit,
+        max_gen_tokens=max_gen_tokens, no_benchmarks=no_benchmarks, predict=predict,
+        predict_datasets=predict_datasets, max_samples=max_samples, max_new_tokens=max_new_tokens, judge=judge,
+        judge_model=judge_model, judge_base_url=judge_base_url)
     started, exit_code, written = time.time(), 1, []
     try:
-        written = _run_eval(p, benchmarks, shots, mode or p.mode, baseline, device, batch_size, limit, max_gen_tokens,
-                            no_benchmarks, predict, predict_datasets, max_samples, max_new_tokens, judge, judge_model,
-                            judge_base_url)
+        written = evaluate.run_eval(p, options, console)
         exit_code = 0
     finally:
         from .runs import write_run_json
@@ -85,67 +72,6 @@ def eval_cmd(recipe, overrides, benchmarks, shots, mode, merged, model, adapter,
                        {"kind": "eval", "targets": targets, "results": [str(w) for w in written]})
     for path in written:
         console.print(f"[green]wrote[/] {path}")
-
-
-def _run_eval(p, benchmarks, shots, mode, baseline, device, batch_size, limit, max_gen_tokens, no_benchmarks,
-              predict, predict_datasets, max_samples, max_new_tokens, judge, judge_model, judge_base_url) -> list[Path]:
-    """Benchmarks (and base-vs-tuned compare), then generation metrics and the judge, as asked."""
-    from .evaluate import benchmarks as bm
-
-    written: list[Path] = []
-    results: dict[str, Path] = {}
-    if not no_benchmarks:
-        try:
-            benches = bm.resolve_benchmarks(benchmarks)
-        except FactoryKitError:
-            if benchmarks or not (predict or judge):
-                raise
-            benches = []
-        if benches:
-            for target in p.targets:
-                bm.check_model_dirs(target.model, target.adapter)
-            console.print(f"[bold]benchmarks[/]: {', '.join(f'{b.name} ({len(b.items)} items)' for b in benches)}; "
-                          f"{mode}, {shots}-shot -> {p.out_dir}")
-            for target in p.targets:
-                console.print(f"[bold]evaluating {target.label}[/]: {target.model}"
-                              + (f" + {target.adapter}" if target.adapter else ""))
-                path = bm.evaluate(benches, target.model, target.adapter, p.out_dir, label=target.label, shots=shots,
-                                   mode=mode, device=device, batch_size=batch_size, max_gen_tokens=max_gen_tokens,
-                                   limit=limit, extra={"recipe": p.recipe_name})
-                results[target.label] = path
-                written.append(path)
-                console.print(_accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))
-            if baseline:
-                from .evaluate.compare import compare as do_compare
-
-                tuned = p.targets[-1].label
-                md, png = do_compare(results["base"], results[tuned], p.out_dir / "before-after",
-                                     title=f"{p.recipe_name or 'model'}: base vs {tuned}")
-                written += [md, png]
-                console.print(md.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
-    if predict or judge:
-        from .evaluate import generation
-
-        if p.rendered is None:
-            raise FactoryKitError("--predict/--judge need a RECIPE (its template, eval datasets and output_dir)")
-        target = p.targets[-1]
-        pred_dir = p.out_dir / "generation"
-        if predict or not (pred_dir / "generated_predictions.jsonl").is_file():
-            metrics = generation.predict(p.rendered, target.model, target.adapter, pred_dir,
-                                         datasets=list(predict_datasets) or None, max_samples=max_samples,
-                                         max_new_tokens=max_new_tokens)
-            console.print(generation.metrics_table(metrics))
-            written += [pred_dir / "generation.json", pred_dir / "generated_predictions.jsonl"]
-        if judge:
-            from .evaluate import judge as judge_mod
-
-            summary = judge_mod.judge_predictions(pred_dir / "generated_predictions.jsonl", p.out_dir / "judge",
-                                                  model=judge_model, base_url=judge_base_url)
-            console.print(judge_mod.summary_line(summary))
-            written.append(p.out_dir / "judge" / "judge.json")
-    if not written:
-        raise FactoryKitError("nothing evaluated: no benchmarks (or --no-benchmarks) and no --predict/--judge")
-    return written
 
 
 @click.command()

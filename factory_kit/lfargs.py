@@ -16,7 +16,6 @@ import functools
 import json
 import sys
 import typing
-from pathlib import Path
 from typing import Any
 
 from .paths import CATALOG_DIR

@@ -4,7 +4,6 @@ the always-"A" model (the scorer reads the answer key), generate mode, and bad i
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 

@@ -1,8 +1,8 @@
 """Evaluation: benchmarks (lm-eval), generation metrics (do_predict), LLM judge, compare, report.
 
-``run_eval`` is what ``factory-kit eval`` calls: it works out which model (+ adapter) a recipe
-produced, runs the benchmarks on it (and on the base model with ``baseline``), and writes
-everything under ``outputs/<recipe>/eval/``.
+``factory-kit eval`` calls ``plan`` (which model, + adapter, a recipe produced; the base model
+too with ``baseline``) and then ``run_eval`` (benchmarks, before/after table, generation
+metrics, judge), which writes everything under ``outputs/<recipe>/eval/``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,26 @@ class EvalPlan:
     thinking: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
     rendered: Any = None
+
+
+@dataclass
+class EvalOptions:
+    """What `factory-kit eval` was asked to run (besides which models: that is the EvalPlan)."""
+    benchmarks: tuple[str, ...] = ()
+    shots: int = 0
+    mode: str = "loglikelihood"
+    device: str | None = None
+    batch_size: str = "8"
+    limit: int | None = None
+    max_gen_tokens: int = 1024
+    no_benchmarks: bool = False
+    predict: bool = False
+    predict_datasets: tuple[str, ...] = ()
+    max_samples: int | None = None
+    max_new_tokens: int | None = None
+    judge: bool = False
+    judge_model: str | None = None
+    judge_base_url: str | None = None
 
 
 def _local(model: str, project: Path) -> str:
@@ -128,3 +148,63 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
         targets = [base, target]
     mode, thinking = default_mode(ctx.get("model") or model or base_model, project, ctx.get("thinking"))
     return EvalPlan(out_dir, targets, base, rendered.recipe.name if rendered else None, mode, thinking, ctx, rendered)
+
+
+def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
+    """Benchmarks (and base-vs-tuned compare), then generation metrics and the judge, as asked."""
+    from . import benchmarks as bm
+
+    written: list[Path] = []
+    results: dict[str, Path] = {}
+    if not o.no_benchmarks:
+        try:
+            benches = bm.resolve_benchmarks(o.benchmarks)
+        except FactoryKitError:
+            if o.benchmarks or not (o.predict or o.judge):
+                raise
+            benches = []
+        if benches:
+            for target in p.targets:
+                bm.check_model_dirs(target.model, target.adapter)
+            console.print(f"[bold]benchmarks[/]: {', '.join(f'{b.name} ({len(b.items)} items)' for b in benches)}; "
+                          f"{o.mode}, {o.shots}-shot -> {p.out_dir}")
+            for target in p.targets:
+                console.print(f"[bold]evaluating {target.label}[/]: {target.model}"
+                              + (f" + {target.adapter}" if target.adapter else ""))
+                path = bm.evaluate(benches, target.model, target.adapter, p.out_dir, label=target.label, shots=o.shots,
+                                   mode=o.mode, device=o.device, batch_size=o.batch_size, max_gen_tokens=o.max_gen_tokens,
+                                   limit=o.limit, extra={"recipe": p.recipe_name})
+                results[target.label] = path
+                written.append(path)
+                console.print(bm.accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))
+            if p.base is not None:
+                from .compare import compare as do_compare
+
+                tuned = p.targets[-1].label
+                md, png = do_compare(results["base"], results[tuned], p.out_dir / "before-after",
+                                     title=f"{p.recipe_name or 'model'}: base vs {tuned}")
+                written += [md, png]
+                console.print(md.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
+    if o.predict or o.judge:
+        from . import generation
+
+        if p.rendered is None:
+            raise FactoryKitError("--predict/--judge need a RECIPE (its template, eval datasets and output_dir)")
+        target = p.targets[-1]
+        pred_dir = p.out_dir / "generation"
+        if o.predict or not (pred_dir / "generated_predictions.jsonl").is_file():
+            metrics = generation.predict(p.rendered, target.model, target.adapter, pred_dir,
+                                         datasets=list(o.predict_datasets) or None, max_samples=o.max_samples,
+                                         max_new_tokens=o.max_new_tokens)
+            console.print(generation.metrics_table(metrics))
+            written += [pred_dir / "generation.json", pred_dir / "generated_predictions.jsonl"]
+        if o.judge:
+            from . import judge as judge_mod
+
+            summary = judge_mod.judge_predictions(pred_dir / "generated_predictions.jsonl", p.out_dir / "judge",
+                                                  model=o.judge_model, base_url=o.judge_base_url)
+            console.print(judge_mod.summary_line(summary))
+            written.append(p.out_dir / "judge" / "judge.json")
+    if not written:
+        raise FactoryKitError("nothing evaluated: no benchmarks (or --no-benchmarks) and no --predict/--judge")
+    return written

@@ -582,3 +582,20 @@ def load_result(path: str | Path) -> dict[str, Any]:
         raise FactoryKitError(f"{path}: not a factory-kit benchmark result (no `benchmarks`/`overall`)")
     data.setdefault("label", path.stem)
     return data
+
+
+def accuracy_table(result: dict, title: str):
+    """Per-subject and overall accuracy as a rich table (benchmark, subject, n, accuracy %)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("benchmark", "left"), ("subject", "left"), ("n", "right"), ("accuracy %", "right")):
+        table.add_column(col, justify=justify)
+    for bench, b in result["benchmarks"].items():
+        for subject, s in b["subjects"].items():
+            table.add_row(bench, subject, str(s["n"]), f"{100 * s['accuracy']:.1f}")
+        if len(b["subjects"]) > 1:
+            table.add_row(f"[bold]{bench}[/]", "(all)", str(b["n"]), f"[bold]{100 * b['accuracy']:.1f}[/]")
+    o = result["overall"]
+    table.add_row("[bold]overall[/]", "", str(o["n"]), f"[bold]{100 * o['accuracy']:.1f}[/]")
+    return table
