@@ -167,7 +167,7 @@ def test_always_a_model_scores_the_share_of_a_answers(tmp_path, always_a, projec
     result = CliRunner().invoke(eval_cmd, ["--model", str(always_a), "-b", "exam", "--out", "outputs/eval-a"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    data = bm.load_result(project / "outputs" / "eval-a" / "model.json")
+    data = bm.load_result(project / "outputs" / "eval-a" / "model.exam.json")
     per_subject = Counter(it["subject"] for it in items)
     a_share = Counter(it["subject"] for it in items if it["answer"] == "A")
     subjects = data["benchmarks"]["exam"]["subjects"]
@@ -179,7 +179,7 @@ def test_always_a_model_scores_the_share_of_a_answers(tmp_path, always_a, projec
     assert subjects["no_A"]["accuracy"] == 0.0
     overall = sum(a_share.values()) / len(items)
     assert data["overall"]["accuracy"] == pytest.approx(overall, abs=1e-12) and overall < 0.5
-    predicted = [json.loads(l)["predicted"] for l in (project / "outputs" / "eval-a" / "model.items.jsonl").read_text().splitlines()]
+    predicted = [json.loads(l)["predicted"] for l in (project / "outputs" / "eval-a" / "model.exam.items.jsonl").read_text().splitlines()]
     assert set(predicted) == {"A"} and len(predicted) == len(items)
     assert data["benchmark_files"]["exam"]["sha256"] == bm.Benchmark("exam", path, []).sha256()
     # per-subject table printed
@@ -217,3 +217,18 @@ def test_hub_style_benchmark_from_a_dataset_folder(tmp_path, project):
     assert len(bench.items) == 2 and bench.items[0]["options"]["A"] == "目" and bench.items[1]["answer"] == "A"
     with pytest.raises(FactoryKitError, match="hf:nobody/nothing-here: cannot load"):
         bm.resolve_benchmarks(["hf:nobody/nothing-here"])
+
+
+def test_result_names_keep_other_benchmarks_and_shots_apart():
+    """`eval -b cmexam` after `eval -b hospital` (or 5-shot after 0-shot) must not overwrite it."""
+    from types import SimpleNamespace
+
+    from factory_kit.evaluate import EvalOptions, result_suffix
+
+    benches = [SimpleNamespace(name="hospital"), SimpleNamespace(name="cmexam")]
+    assert result_suffix(EvalOptions(), benches) == ""  # the default: every benchmark, zero-shot
+    assert result_suffix(EvalOptions(benchmarks=("x", "y")), benches) == ".cmexam+hospital"
+    assert result_suffix(EvalOptions(benchmarks=("x",), shots=5), benches[:1]) == ".hospital.5shot"
+    assert result_suffix(EvalOptions(shots=1), benches) == ".1shot"
+    hub = [SimpleNamespace(name="hf:owner/ceval:clinical_medicine@val")]
+    assert result_suffix(EvalOptions(benchmarks=("hf:owner/ceval",)), hub) == ".hf-owner-ceval-clinical_medicine-val"

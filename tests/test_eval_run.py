@@ -70,17 +70,18 @@ def test_baseline_writes_before_after_table_and_png(trained):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     eval_dir = proj / "outputs" / "demo-tiny" / "eval"
-    base, tuned = bm.load_result(eval_dir / "base.json"), bm.load_result(eval_dir / "finetuned.json")
+    # a 1-shot run is named so that it does not overwrite the default (zero-shot) one
+    base, tuned = bm.load_result(eval_dir / "base.1shot.json"), bm.load_result(eval_dir / "finetuned.1shot.json")
     assert base["adapter"] is None and tuned["adapter"].endswith("outputs/demo-tiny")
     assert base["shots"] == tuned["shots"] == 1 and base["mode"] == "loglikelihood"
     assert base["overall"]["n"] == tuned["overall"]["n"] == 12
     assert set(base["benchmarks"]["exam"]["subjects"]) == {"tcm_basic_theory", "tcm_pharmacology", "clinical_medicine"}
-    md = (eval_dir / "before-after.md").read_text(encoding="utf-8")
+    md = (eval_dir / "before-after.1shot.md").read_text(encoding="utf-8")
     assert "| Key | Benchmark / subject | N | base (%) | finetuned (%) | Δ (points) |" in md
     for subject in base["benchmarks"]["exam"]["subjects"]:
         assert f"exam / {subject}" in md
     assert "**Overall**" in md and "McNemar" in md
-    png = eval_dir / "before-after.png"
+    png = eval_dir / "before-after.1shot.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     record = json.loads((eval_dir / "run.json").read_text(encoding="utf-8"))  # every run is traceable
     assert record["kind"] == "eval" and record["exit_code"] == 0 and record["packages"]["lm_eval"]
@@ -88,7 +89,7 @@ def test_baseline_writes_before_after_table_and_png(trained):
     # the adapter was really loaded: lm-eval's per-option log-likelihoods differ from the base model's
     def logliks(label):
         out = []
-        for f in sorted((eval_dir / f".{label}" / "lm_eval").rglob("samples_*.jsonl")):
+        for f in sorted((eval_dir / f".{label}.1shot" / "lm_eval").rglob("samples_*.jsonl")):
             out += [json.loads(l)["resps"] for l in f.read_text().splitlines()]
         return out
     assert len(logliks("base")) == len(logliks("finetuned")) == 12
@@ -96,7 +97,7 @@ def test_baseline_writes_before_after_table_and_png(trained):
 
     # compare any two result files
     out = proj / "cmp"
-    result = CliRunner().invoke(compare, [str(eval_dir / "base.json"), str(eval_dir / "finetuned.json"),
+    result = CliRunner().invoke(compare, [str(eval_dir / "base.1shot.json"), str(eval_dir / "finetuned.1shot.json"),
                                           "--out", str(out), "--label-a", "before", "--label-b", "after"])
     assert result.exit_code == 0, result.output
     assert "| before (%) | after (%) |" in (proj / "cmp.md").read_text(encoding="utf-8")
@@ -106,12 +107,12 @@ def test_baseline_writes_before_after_table_and_png(trained):
     assert overall["a"] == base["overall"]["accuracy"] and overall["b"] == tuned["overall"]["accuracy"]
     assert "different numbers of items" not in (proj / "cmp.md").read_text(encoding="utf-8")
     # a run over fewer items (--limit) is compared on the items both scored, and says so
-    tuned_items = [json.loads(l) for l in (eval_dir / "finetuned.items.jsonl").read_text().splitlines()]
+    tuned_items = [json.loads(l) for l in (eval_dir / "finetuned.1shot.items.jsonl").read_text().splitlines()]
     kept = tuned_items[::2]
     write_jsonl(proj / "lim" / "limited.items.jsonl", kept)
     limited = dict(tuned, limit=2, **bm.summarize(kept), items_file="limited.items.jsonl")
     (proj / "lim" / "limited.json").write_text(json.dumps(limited), encoding="utf-8")
-    result = CliRunner().invoke(compare, [str(eval_dir / "base.json"), str(proj / "lim" / "limited.json"),
+    result = CliRunner().invoke(compare, [str(eval_dir / "base.1shot.json"), str(proj / "lim" / "limited.json"),
                                           "--out", str(proj / "cmp2")])
     assert result.exit_code == 0, result.output
     text = (proj / "cmp2.md").read_text(encoding="utf-8")

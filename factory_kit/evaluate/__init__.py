@@ -150,6 +150,17 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
     return EvalPlan(out_dir, targets, base, rendered.recipe.name if rendered else None, mode, thinking, ctx, rendered)
 
 
+def result_suffix(o: EvalOptions, benches) -> str:
+    """File-name suffix that keeps runs on other benchmarks or shots from overwriting each other:
+    "" for the default (every benchmark, zero-shot), else e.g. ".cmexam+hospital.5shot"."""
+    parts = []
+    if o.benchmarks:
+        parts.append("+".join(sorted(_slug(b.name) for b in benches))[:80])
+    if o.shots:
+        parts.append(f"{o.shots}shot")
+    return "".join(f".{part}" for part in parts)
+
+
 def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
     """Benchmarks (and base-vs-tuned compare), then generation metrics and the judge, as asked."""
     from . import benchmarks as bm
@@ -168,12 +179,13 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
                 bm.check_model_dirs(target.model, target.adapter)
             console.print(f"[bold]benchmarks[/]: {', '.join(f'{b.name} ({len(b.items)} items)' for b in benches)}; "
                           f"{o.mode}, {o.shots}-shot -> {p.out_dir}")
+            suffix = result_suffix(o, benches)
             for target in p.targets:
                 console.print(f"[bold]evaluating {target.label}[/]: {target.model}"
                               + (f" + {target.adapter}" if target.adapter else ""))
                 path = bm.evaluate(benches, target.model, target.adapter, p.out_dir, label=target.label, shots=o.shots,
                                    mode=o.mode, device=o.device, batch_size=o.batch_size, max_gen_tokens=o.max_gen_tokens,
-                                   limit=o.limit, extra={"recipe": p.recipe_name})
+                                   limit=o.limit, extra={"recipe": p.recipe_name}, name=target.label + suffix)
                 results[target.label] = path
                 written.append(path)
                 console.print(bm.accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))
@@ -181,7 +193,7 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
                 from .compare import compare as do_compare
 
                 tuned = p.targets[-1].label
-                md, png = do_compare(results["base"], results[tuned], p.out_dir / "before-after",
+                md, png = do_compare(results["base"], results[tuned], p.out_dir / f"before-after{suffix}",
                                      title=f"{p.recipe_name or 'model'}: base vs {tuned}")
                 written += [md, png]
                 console.print(md.read_text(encoding="utf-8"), markup=False, soft_wrap=True)

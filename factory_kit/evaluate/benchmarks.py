@@ -536,14 +536,17 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate(benchmarks: list[Benchmark], model: str | Path, adapter: str | Path | None, work_dir: Path, *,
              label: str, shots: int = 0, mode: str = "loglikelihood", device: str | None = None,
              batch_size: str = "8", chat_template: bool | None = None, max_gen_tokens: int = 1024,
-             limit: int | None = None, echo: bool = True, extra: dict[str, Any] | None = None) -> Path:
-    """Run the benchmarks on one model (+ adapter); write ``work_dir/<label>.json`` and ``.items.jsonl``."""
+             limit: int | None = None, echo: bool = True, extra: dict[str, Any] | None = None,
+             name: str | None = None) -> Path:
+    """Run the benchmarks on one model (+ adapter); write ``work_dir/<name>.json`` and ``.items.jsonl``
+    (``name`` defaults to ``label``)."""
+    name = name or label
     check_model_dirs(model, adapter)
     if chat_template is None:
         chat_template = mode == "generate"
     started = time.time()
-    taskset = write_tasks(benchmarks, work_dir / f".{label}", shots=shots, mode=mode, max_gen_tokens=max_gen_tokens)
-    out_dir = run_lm_eval(taskset, model, adapter, work_dir / f".{label}" / "lm_eval", device=device,
+    taskset = write_tasks(benchmarks, work_dir / f".{name}", shots=shots, mode=mode, max_gen_tokens=max_gen_tokens)
+    out_dir = run_lm_eval(taskset, model, adapter, work_dir / f".{name}" / "lm_eval", device=device,
                           batch_size=batch_size, chat_template=chat_template, limit=limit, echo=echo)
     summary, items = parse_results(out_dir, taskset, mode)
     record = {
@@ -559,12 +562,12 @@ def evaluate(benchmarks: list[Benchmark], model: str | Path, adapter: str | Path
                                      "dev": str(b.dev_path) if b.dev_path else None} for b in benchmarks},
         **summary,
         "seconds": round(time.time() - started, 2),
-        "items_file": f"{label}.items.jsonl",
+        "items_file": f"{name}.items.jsonl",
         **(extra or {}),
     }
     work_dir.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(work_dir / f"{label}.items.jsonl", items)
-    path = work_dir / f"{label}.json"
+    _write_jsonl(work_dir / f"{name}.items.jsonl", items)
+    path = work_dir / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 

@@ -202,9 +202,10 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
     if common:
         a, b, n_common = common
     rows = table_rows(a, b)
-    if out.suffix in (".md", ".png"):
+    if out.suffix in (".md", ".png", ".json"):
         out = out.with_suffix("")
-    md_path, png_path = out.with_suffix(".md"), out.with_suffix(".png")
+    # add, never replace, the extension: a prefix like "before-after.1shot" or "cmp-v1.2" keeps its dots
+    md_path, png_path, json_path = (out.with_name(out.name + ext) for ext in (".md", ".png", ".json"))
     title = title or f"{label_a} vs {label_b}"
     bar_chart(rows, (label_a, label_b), png_path, title)
 
@@ -262,7 +263,7 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
                "n_a": n_a, "n_b": n_b, "common_items": n_common if common else None,
                "rows": [{"key": r.key, "benchmark": r.benchmark, "subject": r.subject, "n": r.n,
                          "a": r.a, "b": r.b, "delta": r.delta} for r in rows]}
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if not rows:
         raise FactoryKitError("nothing to compare")
     return md_path, png_path

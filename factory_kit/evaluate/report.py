@@ -193,7 +193,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
         lines += [f"- `{p.name}`: {d.get('mode')}, {d.get('shots')}-shot, model `{d.get('model')}`"
                   + (f" + adapter `{d.get('adapter')}`" if d.get("adapter") else "") for p, d in results]
         lines.append("")
-        for md in sorted(eval_dir.glob("before-after.md")) + sorted(eval_dir.glob("compare-*.md")):
+        for md in sorted(eval_dir.glob("before-after*.md")) + sorted(eval_dir.glob("compare-*.md")):
             png = md.with_suffix(".png")
             if png.is_file():
                 target = out_dir / png.name
