@@ -363,6 +363,23 @@ def test_file_type_variants(project):
     assert rows_of(project, "tsv")[0]["output"] == "答，有逗号"  # the comma survived the TSV (zh width policy)
 
 
+def test_column_oriented_json(project):
+    """{"question": [...], "answer": [...]} and pandas' default to_json() {"col": {"0": ...}} are rows."""
+    (project / "cols.json").write_text(json.dumps({"question": ["问一", "问二"], "answer": ["答一", ""]},
+                                                  ensure_ascii=False), encoding="utf-8")
+    r = import_source(project / "cols.json", "cols")
+    assert (r.accepted, r.quarantined) == (1, 1)
+    assert rows_of(project, "cols")[0]["output"] == "答一"
+    rejected = json.loads((project / "data" / "quarantine" / "cols.rejected.jsonl").read_text(encoding="utf-8"))
+    assert rejected["message"] == 'cols.json:2: field "answer" is empty'
+    (project / "pd.json").write_text(json.dumps({"instruction": {"0": "问一", "1": "问二"},
+                                                 "output": {"0": "答一", "1": "答二"}}, ensure_ascii=False),
+                                     encoding="utf-8")
+    r = import_source(project / "pd.json", "pd")
+    assert (r.accepted, r.quarantined) == (2, 0)
+    assert [row["output"] for row in rows_of(project, "pd")] == ["答一", "答二"]
+
+
 def test_multi_answer_items_train_but_stay_out_of_the_benchmark(project):
     """A multi-answer item must not block `factory-kit eval` (lm-eval scores one gold answer)."""
     import json

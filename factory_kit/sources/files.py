@@ -355,11 +355,33 @@ def _read_json_object(path: Path, source: str, encoding: str) -> Iterator[RawRec
         raise FactoryKitError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file "
                               "(or save it as JSON Lines so one bad row cannot spoil the rest)") from None
     lists = [k for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+    columns = _column_oriented(obj)
     if len(lists) == 1 and not any(k in obj for k in ("conversations", "messages")):
         for i, row in enumerate(obj[lists[0]], 1):
             yield RawRecord(source, i, row)
+    elif columns is not None:
+        for i, row in enumerate(columns, 1):
+            yield RawRecord(source, i, row)
     else:
         yield RawRecord(source, 1, obj)
+
+
+def _column_oriented(obj: dict) -> list[dict] | None:
+    """Rows of a column-oriented JSON object, or None: {"question": [...], "answer": [...]} (equal-length
+    lists of scalars) and pandas' default ``to_json()`` {"question": {"0": ...}, "answer": {"0": ...}}."""
+    values = list(obj.values())
+    if len(values) < 2 or any(k in obj for k in ("conversations", "messages")):
+        return None
+    if all(isinstance(v, list) for v in values):
+        n = len(values[0])
+        if n and all(len(v) == n and not any(isinstance(x, (dict, list)) for x in v) for v in values):
+            return [{k: obj[k][i] for k in obj} for i in range(n)]
+    if all(isinstance(v, dict) for v in values):
+        index = list(values[0])
+        if index and all(list(v) == index and not any(isinstance(x, (dict, list)) for x in v.values())
+                         for v in values):
+            return [{k: obj[k][i] for k in obj} for i in index]
+    return None
 
 
 # --- CSV / TSV ---------------------------------------------------------------------------
