@@ -34,6 +34,30 @@ BASE_ENV = {
 }
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
+# Failures users hit most, recognised in a child's output, with the fix in factory-kit's terms
+# (the child's own message names its internals: `use_cpu`, `per_device_train_batch_size`...).
+KNOWN_FAILURES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.I), hint) for p, hint in [
+    (r"doesn't support bf16|bf16.*requires|--bf16.*not supported",
+     "this machine has no GPU with bf16 for `precision: bf16`; to run on the CPU set `precision: fp32` "
+     "(--set precision=fp32)"),
+    (r"fp16.*requires a GPU|fp16.*only.*on CUDA|--fp16.*not supported",
+     "this machine has no GPU for `precision: fp16`; to run on the CPU set `precision: fp32` (--set precision=fp32)"),
+    (r"CUDA out of memory|OutOfMemoryError",
+     "the GPU ran out of memory: lower train.batch_size (raise train.grad_accum to keep the effective batch) or "
+     "train.cutoff_len, set train.gradient_checkpointing: true, or use method qlora / hardware ds-z3(-offload)"),
+    (r"Cannot find valid samples",
+     "no row survived LLaMA-Factory's preprocessing: check the dataset's columns in dataset_info.json "
+     "(`factory-kit check`) and that train.cutoff_len is longer than the prompts"),
+    (r"OfflineModeIsEnabled|LocalEntryNotFoundError|couldn't connect to 'https://huggingface\.co'|"
+     r"is not a local folder and is not a valid model identifier|Can't load tokenizer for",
+     "the model is neither a local folder nor downloadable from here: download it first "
+     "(`huggingface-cli download ID --local-dir models/NAME`) and set `model: models/NAME`"),
+    (r"No module named '?bitsandbytes|requires.*bitsandbytes|bitsandbytes.*(not installed|CUDA)",
+     "method qlora needs bitsandbytes and a CUDA GPU: `pip install bitsandbytes` on the GPU machine"),
+    (r"No module named '?deepspeed",
+     "hardware ds-* needs DeepSpeed: `.venv/bin/pip install -e '.[deepspeed]'`"),
+]]
+
 
 @dataclass
 class LaunchResult:
@@ -63,6 +87,16 @@ def last_error_line(lines: Sequence[str]) -> str:
         if line.strip():
             return line.strip()
     return "(no output)"
+
+
+def known_fix(lines: Sequence[str]) -> str | None:
+    """The fix for a failure factory-kit recognises in the child's last output lines, if any
+    (only the last 40: where the fatal traceback is, not warnings from earlier on)."""
+    text = "\n".join(list(lines)[-40:])
+    for pattern, hint in KNOWN_FAILURES:
+        if pattern.search(text):
+            return hint
+    return None
 
 
 def stop_child(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -164,8 +198,10 @@ def run(
             log.close()
     result = LaunchResult(command, returncode, time.monotonic() - start, list(tail))
     if returncode != 0:
+        fix = known_fix(result.tail)
         raise LaunchError(
             f"`{shlex.join(command)}` failed (exit {returncode}): {last_error_line(result.tail)}"
+            + (f"; fix: {fix}" if fix else "")
         )
     return result
 

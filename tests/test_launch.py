@@ -27,6 +27,32 @@ def test_failure_names_command_and_last_error_line():
     assert "failed (exit 3)" in message and "ValueError: bad key x" in message and sys.executable in message
 
 
+@pytest.mark.parametrize("line,fix", [
+    ("ValueError: Your setup doesn't support bf16/gpu. You need to assign use_cpu if you want to train the model "
+     "on CPU.", "set `precision: fp32`"),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "lower train.batch_size"),
+    ("ValueError: Cannot find valid samples, check `data/README.md` for the data format.", "dataset's columns"),
+    ("OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
+     "cached files.", "huggingface-cli download"),
+    ("ModuleNotFoundError: No module named 'deepspeed'", "pip install -e '.[deepspeed]'"),
+    ("ImportError: Using `bitsandbytes` 4-bit quantization requires the latest version of bitsandbytes",
+     "pip install bitsandbytes"),
+])
+def test_known_failures_come_with_the_fix(line, fix):
+    code = f"import sys; print('step 1'); print({line!r}, file=sys.stderr); sys.exit(1)"
+    with pytest.raises(LaunchError) as err:
+        launch.run([sys.executable, "-c", code], echo=False)
+    message = str(err.value)
+    assert "failed (exit 1)" in message and "; fix: " in message and fix in message, message
+
+
+def test_unknown_failure_gets_no_made_up_fix():
+    code = "import sys; print('KeyError: something odd', file=sys.stderr); sys.exit(2)"
+    with pytest.raises(LaunchError) as err:
+        launch.run([sys.executable, "-c", code], echo=False)
+    assert "fix:" not in str(err.value)
+
+
 def test_missing_program_is_a_clear_error():
     with pytest.raises(LaunchError, match="cannot start"):
         launch.run(["/no/such/program"], echo=False)

@@ -53,6 +53,16 @@ def test_failed_child_fails_loudly(tiny_project):
     assert record["exit_code"] == 1
 
 
+@pytest.mark.skipif(bool(__import__("shutil").which("nvidia-smi")), reason="needs a machine without a GPU")
+def test_bf16_recipe_on_a_cpu_machine_says_how_to_run_it(tiny_project):
+    """The shipped recipes default to bf16; on a CPU the failure says which recipe key to change."""
+    with pytest.raises(LaunchError) as err:
+        runs.train("recipes/demo-tiny.yaml", (*FAST, "precision=bf16"))
+    assert "doesn't support bf16" in str(err.value)
+    assert "fix: this machine has no GPU with bf16 for `precision: bf16`" in str(err.value)
+    assert "--set precision=fp32" in str(err.value)
+
+
 def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
     runner = CliRunner()
     bad = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", "--set", "llamafactory={lora_target: nope}"])
