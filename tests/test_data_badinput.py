@@ -210,6 +210,20 @@ def test_ragged_csv_row(project, raw):
     assert json.loads(rows[1])["source_row"] == 4 and json.loads(rows[1])["instruction"] == "多行\n问题"
 
 
+def test_stray_quote_in_csv_does_not_swallow_the_rows_after_it(project, raw):
+    """One unclosed quote must not fold the rest of the file into a single accepted row."""
+    f = raw / "x.csv"
+    body = 'instruction,output\n头痛,"川芎茶调散\n' + "".join(f"问题{i},答案{i}\n" for i in range(1000))
+    body += '多行,"第一行\n第二行"\n再来,"未闭合\n末行,答\n'
+    f.write_text(body, encoding="utf-8")
+    stray = "a quoted cell opens on this line and is not closed properly (a stray or missing '\"')"
+    check(import_source(f, "t"), project, 1002, 2, f"x.csv:2: {stray}", f"x.csv:1005: {stray}")
+    rows = [json.loads(line) for line in (project / "data" / "t.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["instruction"] == "问题0" and rows[0]["source_row"] == 3
+    assert rows[1000]["output"] == "第一行\n第二行" and rows[1000]["source_row"] == 1003  # a real multi-line cell
+    assert rows[-1]["instruction"] == "末行" and rows[-1]["source_row"] == 1006
+
+
 @pytest.mark.parametrize("content,name,message", [
     (b"", "empty.jsonl", "empty.jsonl: file is empty"),
     (b"x", "notes.docx", "unsupported file type .docx"),
