@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import click
 
 from . import paths
 from .console import console, friendly
+from .errors import FactoryKitError
 
 
 @click.command("eval")
@@ -59,17 +61,25 @@ def eval_cmd(recipe, overrides, benchmarks, shots, mode, merged, model, adapter,
         max_gen_tokens=max_gen_tokens, no_benchmarks=no_benchmarks, predict=predict,
         predict_datasets=predict_datasets, max_samples=max_samples, max_new_tokens=max_new_tokens, judge=judge,
         judge_model=judge_model, judge_base_url=judge_base_url)
-    started, exit_code, written = time.time(), 1, []
+    started, exit_code, error, written = time.time(), 1, None, []
     try:
         written = evaluate.run_eval(p, options, console)
         exit_code = 0
+    except FactoryKitError as exc:
+        exit_code, error = exc.exit_code, str(exc)
+        raise
     finally:
         from .runs import write_run_json
 
         targets = [{"label": t.label, "model": t.model, "adapter": t.adapter} for t in p.targets]
-        write_run_json(p.out_dir / "run.json", p.rendered, paths.project_dir(), ["factory-kit", *sys.argv[1:]],
-                       started, time.time(), exit_code,
-                       {"kind": "eval", "targets": targets, "results": [str(w) for w in written]})
+        path = write_run_json(p.out_dir / "run.json", p.rendered, paths.project_dir(), ["factory-kit", *sys.argv[1:]],
+                              started, time.time(), exit_code,
+                              {"kind": "eval", "targets": targets, "results": [str(w) for w in written],
+                               "error": error})
+        # run.json is the latest eval; runs.jsonl keeps every one (a --predict run must not erase the
+        # record of the benchmark run before it)
+        with open(p.out_dir / "runs.jsonl", "a", encoding="utf-8") as history:
+            history.write(json.dumps(json.loads(path.read_text(encoding="utf-8")), ensure_ascii=False) + "\n")
     for path in written:
         console.print(f"[green]wrote[/] {path}")
 

@@ -232,3 +232,33 @@ def test_result_names_keep_other_benchmarks_and_shots_apart():
     assert result_suffix(EvalOptions(shots=1), benches) == ".1shot"
     hub = [SimpleNamespace(name="hf:owner/ceval:clinical_medicine@val")]
     assert result_suffix(EvalOptions(benchmarks=("hf:owner/ceval",)), hub) == ".hf-owner-ceval-clinical_medicine-val"
+
+
+def test_bom_and_non_utf8_benchmark_files(tmp_path):
+    line = json.dumps(dict(ITEM, id="q1"), ensure_ascii=False) + "\n"
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + line.encode("utf-8"))
+    assert len(bm.load_benchmark(bom).items) == 1
+    gbk = tmp_path / "gbk.jsonl"
+    gbk.write_bytes(line.encode("utf-8") + json.dumps(dict(ITEM, id="q2"), ensure_ascii=False).encode("gbk"))
+    with pytest.raises(FactoryKitError, match=r"gbk.jsonl:2: not UTF-8 \(byte 0x[0-9a-f]{2}\); re-save the file as UTF-8"):
+        bm.load_benchmark(gbk)
+
+
+def test_two_files_with_the_same_name_are_told_apart(tmp_path, project):
+    for folder in ("a", "b"):
+        write_jsonl(tmp_path / folder / "exam.jsonl", [dict(ITEM, id="q1")])
+    with pytest.raises(FactoryKitError, match="have the same name 'exam'"):
+        bm.resolve_benchmarks([str(tmp_path / "a" / "exam.jsonl"), str(tmp_path / "b" / "exam.jsonl")])
+    with pytest.raises(FactoryKitError, match="benchmark 'exam' given twice"):
+        bm.resolve_benchmarks([str(tmp_path / "a" / "exam.jsonl")] * 2)
+
+
+def test_items_without_subject_keep_the_file_name_out_of_the_prompt(tmp_path):
+    item = {k: v for k, v in ITEM.items() if k != "subject"}
+    path = write_jsonl(tmp_path / "valid.jsonl", [dict(item, id="q1")])
+    bench = bm.load_benchmark(path)
+    assert bench.subjects == ["valid"]
+    taskset = bm.write_tasks([bench], tmp_path / "tasks", shots=0, mode="loglikelihood", max_gen_tokens=16)
+    text = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "tasks").rglob("*.yaml"))
+    assert "以下是单项选择题" in text and "valid考试" not in text

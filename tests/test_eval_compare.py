@@ -52,7 +52,8 @@ def test_compare_without_items_files_shows_both_ns_and_warns(tmp_path):
     md, _ = compare(base, merged, tmp_path / "cmp")
     text = md.read_text(encoding="utf-8")
     assert "NOT comparable" in text and "(A: 60, B: 9; --limit None vs 3; no items file" in text
-    assert "| N (A / B) |" in text and "| ALL | **Overall** | 60 / 9 |" in text
+    assert "| N (A / B) |" in text and "| ALL | **Overall** | 60 / 9 | 25.0 | 33.3 | n/a |" in text
+    assert all(row["delta"] is None for row in json.loads((tmp_path / "cmp.json").read_text())["rows"])
 
 
 def test_compare_same_items_has_no_size_warning(tmp_path):

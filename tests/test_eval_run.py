@@ -139,6 +139,9 @@ def test_report_renders_real_loss_curves(trained):
     assert "| tcm_qa_train | 24 |" in md and "| tcm_qa_val (eval) | 4 |" in md  # dataset cards
     run = json.loads((proj / "outputs" / "demo-tiny" / "run.json").read_text())
     assert run["recipe_sha256"] in md and run["packages"]["llamafactory"] in md
+    # "Reproduce" gives the command that produced the benchmark numbers shown (files, shots), not the default
+    assert "factory-kit eval recipes/demo-tiny.yaml --baseline -b data/benchmarks/exam.jsonl --shots 1 " \
+           "--mode loglikelihood" in md
     html = (report_dir / "report.html").read_text(encoding="utf-8")
     assert "<table>" in html and 'src="loss.png"' in html
     # an output folder works as RUN too
@@ -157,6 +160,18 @@ def test_report_shows_what_the_run_used_not_a_later_render(trained):
     md = (proj / "rep3" / "report.md").read_text(encoding="utf-8")
     assert "outputs/demo-tiny/rendered/train.yaml" in md and "learning_rate: 0.002" in md
     assert "9.0e-09" not in md
+
+
+def test_report_on_an_eval_folder_and_failed_eval_records(trained):
+    proj, _ = trained
+    failed = CliRunner().invoke(eval_cmd, ["recipes/demo-tiny.yaml", "-b", "nope", "--out", "outputs/ev"])
+    assert failed.exit_code == 2 and "benchmark 'nope' not found" in failed.output
+    record = json.loads((proj / "outputs" / "ev" / "run.json").read_text())
+    assert record["exit_code"] == 2 and "benchmark 'nope' not found" in record["error"]
+    history = (proj / "outputs" / "ev" / "runs.jsonl").read_text().splitlines()
+    assert len(history) == 1 and json.loads(history[0])["exit_code"] == 2
+    result = CliRunner().invoke(report, ["outputs/ev"])
+    assert result.exit_code == 2 and "holds `factory-kit eval` results, not a training run" in result.output
 
 
 def test_report_without_a_run_fails_clearly(trained):

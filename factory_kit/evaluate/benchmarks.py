@@ -28,6 +28,8 @@ from ..errors import FactoryKitError
 LETTERS = "ABCDEFGHIJ"
 MODES = ("loglikelihood", "generate")
 PROMPT_HEADER = "以下是中国{subject}考试的单项选择题，请选出其中的正确答案。\n\n"
+# items without a subject are grouped under the file name, which does not belong in the prompt
+PROMPT_HEADER_NO_SUBJECT = "以下是单项选择题，请选出其中的正确答案。\n\n"
 
 
 @dataclass
@@ -124,7 +126,15 @@ def read_items(path: Path, default_subject: str) -> list[dict[str, Any]]:
     """Items of a JSON Lines file (one object per line) or of a JSON array of objects."""
     if not path.is_file():
         raise FactoryKitError(f"{path}: benchmark file not found")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Notepad, Excel) is fine
+    except UnicodeDecodeError as exc:
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        raise FactoryKitError(
+            f"{_where(path, line_no)}: not UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8, e.g. "
+            f"`iconv -f GB18030 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`, or import it with "
+            "`factory-kit data import FILE --format mcq`, which reads GBK/GB18030") from None
     items, seen = [], {}
     array = _json_array(path, text)
     if array is not None:
@@ -200,7 +210,11 @@ def resolve_benchmarks(specs: list[str] | tuple[str, ...], project: Path | None 
             known = ", ".join(p.stem for p in available) or "none"
             raise FactoryKitError(f"benchmark {spec!r} not found: not a file, and not in {folder} (there: {known})")
         if bench.name in names:
-            raise FactoryKitError(f"benchmark {bench.name!r} given twice")
+            first = next(b.path for b in out if b.name == bench.name)
+            if Path(first).resolve() == Path(bench.path).resolve():
+                raise FactoryKitError(f"benchmark {bench.name!r} given twice")
+            raise FactoryKitError(f"benchmarks {first} and {bench.path} have the same name {bench.name!r} "
+                                  "(results are keyed by file name): rename one of them")
         names.add(bench.name)
         out.append(bench)
     return out
@@ -312,7 +326,8 @@ def write_tasks(benchmarks: list[Benchmark], work_dir: Path, *, shots: int = 0, 
                 "dataset_kwargs": {"data_files": data_files},
                 "test_split": "test",
                 "doc_to_text": "{{prompt}}",
-                "description": PROMPT_HEADER.format(subject=subject),
+                "description": (PROMPT_HEADER_NO_SUBJECT if subject == bench.name
+                                else PROMPT_HEADER.format(subject=subject)),
                 "num_fewshot": shots,
                 "metadata": {"version": 1.0, "benchmark": bench.name, "subject": subject},
             }

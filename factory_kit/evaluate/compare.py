@@ -24,10 +24,11 @@ class Row:
     n: int | str      # "60 / 9" when A and B scored different numbers of items
     a: float | None
     b: float | None
+    comparable: bool = True  # False when A and B scored different items that cannot be matched
 
     @property
     def delta(self) -> float | None:
-        return None if self.a is None or self.b is None else self.b - self.a
+        return None if self.a is None or self.b is None or not self.comparable else self.b - self.a
 
     @property
     def label(self) -> str:
@@ -202,6 +203,12 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
     if common:
         a, b, n_common = common
     rows = table_rows(a, b)
+    known = a_rows is not None and b_rows is not None
+    not_comparable = not common and (n_a != n_b or full_a.get("limit") != full_b.get("limit") or (
+        known and set(a_rows) != set(b_rows)))
+    if not_comparable:
+        for r in rows:
+            r.comparable = False
     if out.suffix in (".md", ".png", ".json"):
         out = out.with_suffix("")
     # add, never replace, the extension: a prefix like "before-after.1shot" or "cmp-v1.2" keeps its dots
@@ -229,14 +236,12 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
     for bench in sorted(set(full_a["benchmarks"]) ^ set(full_b["benchmarks"])):
         warnings.append(f"benchmark `{bench}` is in only one of the runs"
                         + (" (left out of the table: no items in common)" if common else ""))
-    if not common and (n_a != n_b or full_a.get("limit") != full_b.get("limit") or (
-            a_rows is not None and b_rows is not None and set(a_rows) != set(b_rows))):
-        known = a_rows is not None and b_rows is not None
+    if not_comparable:
         why = ("they share no item" if known and not set(a_rows) & set(b_rows)
                else "no items file to match them by id" if not known else "")
         warnings.append(f"the runs scored different items (A: {n_a}, B: {n_b}{limits}"
                         + (f"; {why}" if why else "")
-                        + "): the accuracies below are over different items and are NOT comparable")
+                        + "): the accuracies below are over different items and are NOT comparable (no Δ shown)")
     if a.get("shots") != b.get("shots") or a.get("mode") != b.get("mode"):
         warnings.append("the runs used different shots/mode: the difference is not only the model")
     for w in warnings:

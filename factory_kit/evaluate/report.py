@@ -11,6 +11,7 @@ import hashlib
 import html
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
     if not run_json.is_file():
         raise FactoryKitError(f"{output_dir}: no run.json; train it first (`factory-kit train RECIPE`)")
     record = json.loads(run_json.read_text(encoding="utf-8"))
+    if record.get("kind") == "eval":
+        raise FactoryKitError(f"{run}: this folder holds `factory-kit eval` results, not a training run; pass the "
+                              "recipe (or its training output folder): its report includes the results in "
+                              "<output_dir>/eval/, or compare result files with `factory-kit compare A B`")
     if rendered is None and record.get("recipe"):
         from ..render import render
 
@@ -290,8 +295,36 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     if rendered:
         lines += ["```sh", f"git checkout {record.get('git_commit') or 'HEAD'}",
                   f"factory-kit train {_rel(rendered.recipe.path, project)} --overwrite",
-                  f"factory-kit eval {_rel(rendered.recipe.path, project)} --baseline", "```", ""]
+                  *(_eval_commands(_rel(rendered.recipe.path, project), results, project)
+                    or [f"factory-kit eval {_rel(rendered.recipe.path, project)} --baseline"]), "```", ""]
     return "\n".join(lines)
+
+
+def _eval_commands(recipe: str, results: list[tuple[Path, dict[str, Any]]], project: Path) -> list[str]:
+    """One `factory-kit eval` command per distinct benchmark run shown in the report (its files, shots,
+    mode, limit), so "Reproduce" gives the same numbers, not just the default benchmarks."""
+    commands: dict[str, None] = {}
+    labels = {d.get("label") for _, d in results}
+    for _, d in results:
+        if d.get("label") == "base" and "finetuned" in labels:
+            continue  # the --baseline run of the finetuned result below
+        parts = ["factory-kit", "eval", recipe]
+        if d.get("label") == "finetuned" and "base" in labels:
+            parts.append("--baseline")
+        elif d.get("label") == "merged":
+            parts.append("--merged")
+        for info in (d.get("benchmark_files") or {}).values():
+            if info.get("path"):
+                parts += ["-b", _rel(Path(info["path"]), project)]
+        if d.get("shots"):
+            parts += ["--shots", str(d["shots"])]
+        if d.get("mode"):
+            parts += ["--mode", str(d["mode"])]
+        if d.get("limit"):
+            parts += ["--limit", str(d["limit"])]
+        if d.get("label") in ("finetuned", "merged", "base"):
+            commands[" ".join(shlex.quote(p) for p in parts)] = None
+    return list(commands)
 
 
 def _rel(path: Path, project: Path) -> str:
