@@ -64,6 +64,53 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
         fam = catalog.families().get(ctx["family"])
         if fam is not None and fam.thinking == "none":
             fail(f"`thinking: true` but {ctx['family']} models have no thinking mode; remove it")
+    if d["thinking"] is False and ctx["family"] != "custom":
+        from . import catalog
+
+        fam = catalog.families().get(ctx["family"])
+        if fam is not None and fam.thinking == "always":
+            fail(f"`thinking: false` but {ctx['family']} models always think: LLaMA-Factory would strip the "
+                 "<think> reasoning from the training targets; remove it (or pick a non-reasoning model)")
+    if d["template"]:
+        import difflib
+
+        from . import lfargs
+
+        known = lfargs.snapshot()["templates"]
+        if d["template"] not in known:
+            close = difflib.get_close_matches(d["template"], known, n=1)
+            fail(f"`template: {d['template']}` is not a LLaMA-Factory template"
+                 + (f"; did you mean `{close[0]}`?" if close else "; `factory-kit ls models` shows each family's"))
+    if d["predict"]["enabled"] and stage != "sft":
+        fail(f"`predict.enabled` (predict_with_generate) works only with `stage: sft`, not {stage}; "
+             "evaluate a preference or pre-trained model with `factory-kit eval`")
+    if d["nodes"]["count"] > 1 and hw not in ("multi-node", "ray"):
+        fail(f"`nodes.count: {d['nodes']['count']}` needs `hardware: multi-node` (torchrun across nodes) or `ray`; "
+             f"`hardware: {hw}` runs on one node")
+    if hw == "multi-node" and d["nodes"]["count"] >= 2 and r.origins.get("nodes.master_addr", "default") == "default":
+        fail("`hardware: multi-node` needs `nodes.master_addr`: the address of node 0 that every node can reach "
+             "(127.0.0.1 only works when all ranks are on this machine)")
+
+
+# Raw `llamafactory:` keys that shadow a recipe key: set through the raw section they would bypass the
+# recipe's checks and leave export.yaml / infer.yaml (rendered from the recipe) out of step.
+SHADOWED_BY_RECIPE = {
+    "model_name_or_path": "model", "template": "template", "stage": "stage", "finetuning_type": "method",
+    "dataset": "datasets", "eval_dataset": "eval_datasets", "dataset_dir": "datasets (dataset_info/)",
+    "output_dir": "output_dir", "deepspeed": "hardware", "quantization_bit": "method: qlora + quant.bits",
+    "enable_thinking": "thinking", "packing": "train.packing", "val_size": "val_size",
+    "predict_with_generate": "predict.enabled", "do_predict": "predict.enabled",
+}
+
+
+def check_raw_keys(r) -> None:
+    """Raw keys may add what the recipe does not cover, never replace what it does."""
+    for key in sorted(r.data.get("llamafactory") or {}):
+        if key in SHADOWED_BY_RECIPE:
+            raise FactoryKitError(
+                f"{r.where('llamafactory')}: `llamafactory.{key}` replaces a recipe setting; set "
+                f"`{SHADOWED_BY_RECIPE[key]}` in the recipe instead (the raw section would bypass the checks and "
+                "leave export.yaml / infer.yaml out of step)")
 
 
 def check_rendered_train(config: dict[str, Any], r, hardware: str) -> None:
@@ -163,4 +210,27 @@ def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]
                 )
             formats[name] = check_dataset_entry(name, entries[name], r.data["stage"], registry_dir,
                                                 r.origins.get(key, where))
+    if ctx.get("thinking") is False and r.data["stage"] == "sft":
+        with_think = [n for n in r.data["datasets"] if n in _think_datasets(registry_dir.parent / "data" / "meta")]
+        if with_think:
+            fail_where = r.origins.get("thinking") if r.data["thinking"] is False else where
+            raise FactoryKitError(
+                f"{fail_where}: {', '.join(with_think)} hold chain-of-thought in <think> tags, but thinking is off "
+                f"for this {ctx['family']} recipe, so LLaMA-Factory would strip the reasoning from every target; "
+                "set `thinking: true` (or import the data with --cot-style plain/drop)")
     return formats
+
+
+def _think_datasets(meta_dir: Path) -> set[str]:
+    """Dataset names (splits included) imported from chain-of-thought rows with <think> tags."""
+    import json
+
+    names: set[str] = set()
+    for path in sorted(meta_dir.glob("*.json")) if meta_dir.is_dir() else []:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if meta.get("format") == "cot" and (meta.get("options") or {}).get("cot_style", "think") == "think":
+            names.update(meta.get("registered") or [meta.get("name")])
+    return names

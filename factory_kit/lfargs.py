@@ -68,6 +68,9 @@ def introspect() -> dict[str, dict[str, Any]]:
         for spec in fields.values():
             spec["types"] = sorted(set(spec["types"]))
         out[kind] = dict(sorted(fields.items()))
+    from llamafactory.data.template import TEMPLATES
+
+    out["templates"] = sorted(TEMPLATES)  # the chat template names `template:` may use
     return out
 
 

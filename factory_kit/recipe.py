@@ -64,7 +64,7 @@ SCHEMA: dict[str, Any] = {
         "eval_steps": ((int,), 500, None),
         "seed": ((int,), 42, None),
         "gradient_checkpointing": ((bool,), True, None),
-        "packing": ((bool,), False, None),
+        "packing": ((bool,), None, None),  # None: LLaMA-Factory's default (pt packs, sft does not)
         "workers": ((int,), 4, None),
         "plot_loss": ((bool,), True, None),
     },
@@ -120,7 +120,7 @@ REQUIRED = ("model", "datasets")
 # Values that must be > 0 (or, for the second set, in [0, 1)): caught here, not after a model loads.
 POSITIVE = ("train.epochs", "train.max_steps", "train.learning_rate", "train.cutoff_len", "train.batch_size",
             "train.grad_accum", "train.max_samples", "train.logging_steps", "train.save_steps", "train.eval_steps",
-            "train.workers", "lora.rank", "lora.alpha", "freeze.trainable_layers", "pref.beta", "nodes.count",
+            "train.workers", "lora.rank", "lora.alpha", "pref.beta", "nodes.count",
             "nodes.gpus_per_node", "nodes.ray_workers", "export.size_gb", "infer.max_new_tokens",
             "predict.max_new_tokens")
 FRACTIONS = ("train.warmup_ratio", "lora.dropout", "val_size")
@@ -173,6 +173,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FactoryKitError(f"{path}: recipe not found") from None
+    except IsADirectoryError:
+        raise FactoryKitError(f"{path}: is a folder, not a recipe file; name a .yaml file in it "
+                              "(`factory-kit ls recipes` lists them)") from None
     except UnicodeDecodeError:
         raise FactoryKitError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
     try:
@@ -302,6 +305,9 @@ def apply_override(data: dict, origins: dict[str, str], assignment: str) -> None
         raise FactoryKitError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.learning_rate=5e-5")
     dotted, text = assignment.split("=", 1)
     dotted = dotted.strip()
+    if dotted == "extends":
+        raise FactoryKitError(f"--set {assignment}: `extends` belongs in the recipe file (it decides which "
+                              "files are read); write a small recipe that extends the one you want")
     parts = dotted.split(".")
     node = data
     for part in parts[:-1]:
@@ -353,6 +359,20 @@ def _check_ranges(data: dict, origins: dict[str, str], top: str) -> None:
         section, _, key = dotted.rpartition(".")
         return (data.get(section) or {}).get(key) if section else data.get(key)
 
+    import math
+
+    for dotted in _leaves(data):
+        v = value(dotted)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be a finite number")
+    layers = value("freeze.trainable_layers")
+    if layers == 0:
+        raise FactoryKitError(f"{origins.get('freeze.trainable_layers', top)}: `freeze.trainable_layers: 0` trains "
+                              "nothing; use n > 0 for the last n layers or n < 0 for the first |n|")
+    port = value("nodes.master_port")
+    if port is not None and not 1 <= port <= 65535:
+        raise FactoryKitError(f"{origins.get('nodes.master_port', top)}: `nodes.master_port: {port}` is not a TCP "
+                              "port (1-65535); the default is 29500")
     for dotted in POSITIVE:
         v = value(dotted)
         if v is not None and v <= 0:

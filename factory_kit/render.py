@@ -19,7 +19,7 @@ import jinja2
 
 from . import catalog, lfargs, paths
 from . import recipe as recipe_mod
-from .checks import check_combination, check_datasets, check_rendered_train
+from .checks import check_combination, check_datasets, check_raw_keys, check_rendered_train
 from .errors import FactoryKitError
 from .llamaboard import write_llamaboard_config
 
@@ -118,7 +118,7 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     export_dir = d["export"]["dir"] or f"{output_dir}/merged"
     ctx = {
         "recipe_name": r.name,
-        "recipe_file": r.path.name,
+        "recipe_file": _shown_path(r.path, project),
         "chain": [p.name for p in r.chain],
         "model": d["model"],
         "family": family.name if family else "custom",
@@ -156,6 +156,17 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     return ctx
 
 
+def _shown_path(path: Path, project: Path) -> str:
+    """The recipe's path for file headers: relative to the project (or to factory-kit for a shipped
+    recipe), never an absolute machine path, so output stays the same on every machine."""
+    for base in (project, paths.KIT_DIR):
+        try:
+            return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+        except ValueError:
+            continue
+    return Path(path).name
+
+
 def _kv_factory(overrides: dict[str, Any]):
     def kv(key: str, value: Any) -> str:
         if key in overrides:
@@ -191,6 +202,7 @@ def render(
     r = recipe_mod.load(recipe_path, overrides)
     ctx = build_context(r, project)
     check_combination(r, ctx)
+    check_raw_keys(r)
     if check_data:
         ctx["dataset_formats"] = check_datasets(r, ctx, project / ctx["dataset_dir"])
     env = environment()

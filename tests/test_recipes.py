@@ -43,7 +43,8 @@ BAD_CASES = {
     "thinking_none.yaml": ["thinking: true", "no thinking mode"],
     "negative_rank.yaml": ["negative_rank.yaml", "`lora.rank: -8` must be greater than 0"],
     "zero_epochs.yaml": ["`train.epochs: 0` must be greater than 0"],
-    "raw_predict_z3.yaml": ["raw_predict_z3.yaml", "`do_predict` does not work with DeepSpeed ZeRO-3"],
+    "raw_predict_z3.yaml": ["raw_predict_z3.yaml", "`llamafactory.do_predict` replaces a recipe setting",
+                            "set `predict.enabled`"],
     "with space/ok.yaml": ["contains a space", "torchrun", "splits"],
 }
 
@@ -59,6 +60,52 @@ def test_bad_recipe_gets_one_clear_line(registry_project, name):
     assert len(message.splitlines()) == 1, message
     for fragment in BAD_CASES[name]:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("sets,fragments", [
+    (["predict.enabled=true", "val_size=0.1"], ["recipes/tcm-dpo.yaml", "`predict.enabled`", "only with `stage: sft`"]),
+    (["train.learning_rate=.nan"], ["--set", "`train.learning_rate: nan` must be a finite number"]),
+    (["nodes.master_port=99999"], ["`nodes.master_port: 99999` is not a TCP port"]),
+    (["hardware=multi-node", "nodes={count: 2}"], ["needs `nodes.master_addr`"]),
+    (["hardware=ds-z3", "nodes={count: 2, master_addr: 10.0.0.2}"], ["`nodes.count: 2` needs `hardware: multi-node`"]),
+    (["llamafactory={template: qwen3}"], ["`llamafactory.template` replaces a recipe setting", "set `template`"]),
+    (["llamafactory={output_dir: elsewhere}"], ["`llamafactory.output_dir` replaces a recipe setting"]),
+    (["template=qwen9"], ["`template: qwen9` is not a LLaMA-Factory template", "did you mean `qwen`"]),
+    (["extends=../x.yaml"], ["`extends` belongs in the recipe file"]),
+    (["method=freeze", "freeze.trainable_layers=0"], ["`freeze.trainable_layers: 0` trains nothing"]),
+])
+def test_more_bad_settings_get_one_clear_line(registry_project, sets, fragments):
+    recipe = "recipes/tcm-dpo.yaml" if "predict.enabled=true" in sets else "recipes/tcm-lora.yaml"
+    result = CliRunner().invoke(main, ["check", recipe, *[a for s in sets for a in ("--set", s)]])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_thinking_off_is_refused_for_reasoning_models_and_think_data(registry_project):
+    result = CliRunner().invoke(main, ["check", "recipes/medical-o1-cot.yaml", "--set", "thinking=false"])
+    assert result.exit_code == 2 and "models always think" in result.output
+    # Qwen3 defaults to thinking off; CoT data imported with <think> tags would lose its reasoning
+    meta = registry_project / "data" / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "medical_o1_cot.json").write_text('{"name": "medical_o1_cot", "format": "cot", "options": {}, '
+                                              '"registered": ["medical_o1_cot"]}', encoding="utf-8")
+    sets = ["model=Qwen/Qwen3-8B", "datasets=[medical_o1_cot]"]
+    result = CliRunner().invoke(main, ["check", "recipes/tcm-lora.yaml", *[a for s in sets for a in ("--set", s)]])
+    assert result.exit_code == 2 and "hold chain-of-thought in <think> tags, but thinking is off" in result.output
+    ok = CliRunner().invoke(main, ["check", "recipes/tcm-lora.yaml", *[a for s in sets for a in ("--set", s)],
+                                   "--set", "thinking=true"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_packing_is_written_whenever_set(registry_project):
+    from factory_kit.render import render
+
+    assert render("recipes/tcm-lora.yaml", ["train.packing=true"], write=False).configs["train.yaml"]["packing"] is True
+    assert render("recipes/tcm-pt.yaml", ["train.packing=false"], write=False).configs["train.yaml"]["packing"] is False
+    assert "packing" not in render("recipes/tcm-lora.yaml", [], write=False).configs["train.yaml"]
 
 
 def test_error_text_is_printed_verbatim_not_as_markup(registry_project):

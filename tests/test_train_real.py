@@ -100,7 +100,7 @@ def test_multi_node_torchrun_two_nodes_on_loopback(tiny_project, tmp_path, tiny_
     node1 = tmp_path / "node1"
     shutil.copytree(tiny_project, node1, symlinks=True)
     sets = [*FAST, "train.epochs=1", "eval_datasets=[]", "hardware=multi-node", "nodes.count=2",
-            "nodes.backend=gloo", f"nodes.master_port={port}"]
+            "nodes.master_addr=127.0.0.1", "nodes.backend=gloo", f"nodes.master_port={port}"]
     args = [a for s in sets for a in ("--set", s)]
     exe = str(Path(sys.executable).parent / "factory-kit")
     procs = [subprocess.Popen([exe, "train", "recipes/demo-tiny.yaml", *args, "--node-rank", str(rank)], cwd=cwd,
