@@ -106,6 +106,7 @@ def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None
         details.append("redacted: " + ", ".join(f"{k} {v}" for k, v in sorted(report.redactions.items())))
     elif options.get("redact"):
         details.append("redacted: nothing found")
+    details.extend(f"note: {note}" for note in report.notes)
     details.append(f"registered: {', '.join(report.registered)} ({report.output_format}) in dataset_info/dataset_info.json")
     for line in details:
         console.print(f"  {line}", soft_wrap=True)

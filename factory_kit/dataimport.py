@@ -12,6 +12,7 @@ imports a unit is a chunk. Nothing is held in memory but one hash per accepted r
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import os
@@ -34,6 +35,7 @@ from .quality import FieldReader, Normalizer, RowError
 from .sources import FORMATS, HINTS, IMPORTERS, detect, detect_row
 from .sources import files as files_mod
 from .sources.alpaca import AlpacaImporter, to_sharegpt
+from .sources.conversation import TOOL_TEXT_DROPPED
 from .sources.text import TextImporter
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -70,6 +72,8 @@ class ImportReport:
     benchmark_dev: Path | None = None  # few-shot items held out of training (with --split)
     multi_answer_dropped: int = 0  # multi-answer items: trained on, but not in the benchmark files
     blank_rows: int = 0  # fully blank CSV/Excel rows: not rows, so not in total (like blank JSONL lines)
+    tool_call_text_dropped: int = 0  # assistant turns with text next to tool_calls: the call kept, the text not
+    notes: list[str] = field(default_factory=list)  # what was done to accepted rows, for the user to know
     seconds: float = 0.0
 
     def rel(self, p: Path | None) -> str:
@@ -255,11 +259,24 @@ class _Converter:
                       and self.strat_key in (None, "source"))
         self._resolved = getattr(self.importer, "_resolved", {})
         self._norm = self.fields.normalize
+        # Sources whose rows are addressed by JSON array element ("item N", minified arrays):
+        # there a unit's ``line`` is the item number and ``self._phys`` the line it starts on.
+        self.by_item: set[str] = set()
+        self._phys: int | None = None
+
+    def where(self, source: str, n: int) -> str:
+        """Where row ``n`` of ``source`` is, as messages say it (duplicates name it)."""
+        return f"{source} item {n}" if source in self.by_item else f"{source}:{n}"
 
     def reject(self, source: str, line: int, reason: str, kind: str, original: Any = None,
-               raw: str | None = None) -> tuple:
-        message = f"{source}:{line}: {reason}"
-        rec: dict[str, Any] = {"reason": reason, "kind": kind, "source": source, "line": line, "message": message}
+               raw: str | None = None, phys: int | None = None) -> tuple:
+        if source in self.by_item:
+            message = f"{source}: item {line}: {reason}"
+            rec: dict[str, Any] = {"reason": reason, "kind": kind, "source": source,
+                                   "line": phys if phys is not None else self._phys, "item": line, "message": message}
+        else:
+            message = f"{source}:{line}: {reason}"
+            rec = {"reason": reason, "kind": kind, "source": source, "line": line, "message": message}
         if original is not None:
             rec["original"] = original
         else:
@@ -267,9 +284,13 @@ class _Converter:
         return ("r", line, kind, _dumps(rec) + b"\n", message)
 
     def record(self, rec: files_mod.RawRecord, orig: Any = None) -> list[tuple]:
+        line = rec.line
+        if rec.item is not None:
+            self.by_item.add(rec.source)
+            self._phys, line = rec.line, rec.item
         if rec.error is not None:
-            return [self.reject(rec.source, rec.line, rec.error, rec.kind, raw=rec.raw)]
-        return self.record_obj(rec.obj, rec.line, rec.source, orig)
+            return [self.reject(rec.source, line, rec.error, rec.kind, raw=rec.raw)]
+        return self.record_obj(rec.obj, line, rec.source, orig)
 
     def fast_alpaca(self, obj: dict, line: int, source: str, orig: Any) -> tuple | None:
         """The common alpaca row (known keys, plain non-empty strings, no history, no
@@ -302,7 +323,7 @@ class _Converter:
         if src is None:
             src = self._src_json[source] = b',"source":' + orjson.dumps(source) + b',"source_row":'
         return ("a", line, h, None, b"%b%b%d}\n" % (body[:-1], src, line), None,
-                source if self.strat_key else None, False, orig)
+                source if self.strat_key else None, False, orig, self._phys)
 
     def record_obj(self, obj: dict, line: int, source: str, orig: Any = None) -> list[tuple]:
         if self._fast:
@@ -361,7 +382,7 @@ class _Converter:
         else:
             stratum = None
         return ("a", line, h, key, data, _dumps(bench_row) + b"\n" if bench_row else None,
-                stratum, multi, original if token is None else token)
+                stratum, multi, original if token is None else token, self._phys)
 
     def flush(self, source: str) -> list[tuple]:
         if isinstance(self.importer, TextImporter):
@@ -385,6 +406,7 @@ def _worker_chunk(chunk: bytes, first_line: int, source: str, encoding: str) -> 
     conv = _WORKER
     assert conv is not None
     before = Counter(conv.redactor.counts) if conv.redactor else Counter()
+    notes_before = Counter(conv.importer.notes)
     blob: list[bytes] = []
     size = 0
     ends: list[int] = []
@@ -443,9 +465,10 @@ def _worker_chunk(chunk: bytes, first_line: int, source: str, encoding: str) -> 
                 multi.append(len(lines) - 1)
         pos = end
     delta = dict(conv.redactor.counts - before) if conv.redactor else {}
+    notes = dict(conv.importer.notes - notes_before)
     return {"blob": b"".join(blob), "ends": ends, "lines": lines, "hashes": hashes, "starts": starts,
             "stops": stops, "strata": strata if conv.strat_key else None, "multi": multi,
-            "rejects": rejects, "redactions": delta}
+            "rejects": rejects, "redactions": delta, "notes": notes}
 
 
 def _parallel_units(path: Path, config: dict[str, Any], source: str, encoding: str, workers: int,
@@ -540,6 +563,8 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     # Peek at the first records to detect the format (kept and replayed, not re-read).
     peeked = list(itertools.islice(first[2], 200))
     first = (first[0], first[1], itertools.chain(peeked, first[2]), first[3], first[4])
+    if columns and not first[4]:
+        _check_columns(columns, [r.obj for r in peeked if isinstance(r.obj, dict)], first[1])
     if fmt is None:
         if first[4]:
             fmt = "text"
@@ -585,6 +610,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     counts = Counter()  # accepted, quarantined, duplicates
     reasons: Counter[str] = Counter()
     redactions: Counter[str] = Counter()
+    notes: Counter[str] = Counter()  # counts from worker processes (this process: importer.notes)
     examples: list[str] = []
     strata: Counter[str] = Counter()
     source_ids: dict[str, int] = {}
@@ -605,7 +631,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                 if len(examples) < 5:
                     examples.append(u[4])
                 continue
-            _, line, h, key, row_bytes, bench_bytes, stratum, multi, orig = u
+            _, line, h, key, row_bytes, bench_bytes, stratum, multi, orig = u[:9]
             if deduper is not None:
                 hit = deduper.check(h if h is not None else key, (sid << 40) | line)
                 if hit is not None:
@@ -614,8 +640,9 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                         what = "exact duplicate" if sim >= 1.0 else f"near-duplicate (similarity {sim:.2f})"
                     else:
                         first_loc, what = hit, "exact duplicate"
-                    where = f"{source_names[first_loc >> 40]}:{first_loc & ((1 << 40) - 1)}"
-                    r = conv.reject(source, line, f"{what} of {where}", "duplicate", original_of(orig))
+                    where = conv.where(source_names[first_loc >> 40], first_loc & ((1 << 40) - 1))
+                    r = conv.reject(source, line, f"{what} of {where}", "duplicate", original_of(orig),
+                                    phys=u[9] if len(u) > 9 else None)
                     quarantine.fh.write(r[3])
                     counts["quarantined"] += 1
                     counts["duplicates"] += 1
@@ -690,7 +717,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                     if prev > start:
                         ofh.write(blob[start:prev])
                     start = ends[i]
-                    where = f"{source_names[first_loc >> 40]}:{first_loc & ((1 << 40) - 1)}"
+                    where = conv.where(source_names[first_loc >> 40], first_loc & ((1 << 40) - 1))
                     r = conv.reject(source, lines[i], f"exact duplicate of {where}", "duplicate",
                                     orjson.loads(chunk[packed["starts"][i]:packed["stops"][i]]))
                     qfh.write(r[3])
@@ -732,6 +759,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                 for packed, chunk in _parallel_units(p, config, src, encoding, workers):
                     take_packed(packed, chunk, src)
                     redactions.update(packed["redactions"])
+                    notes.update(packed["notes"])
                     state["records"] += len(packed["lines"]) + len(packed["rejects"])
                     if progress is not None:
                         progress(state["records"], counts["accepted"], counts["quarantined"])
@@ -751,6 +779,16 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         raise
     if conv.redactor is not None:
         redactions.update(conv.redactor.counts)
+    notes.update(importer.notes)
+
+    if strat_key and strat_key != "source" and counts["accepted"] and set(strata) <= {""}:
+        # No accepted row gave the field a value: is it a typo (no row has it at all)?
+        out.fh.flush()
+        problem = _missing_stratify_field(out.tmp, strat_key, importer.text_fields)
+        if problem is not None:
+            for s in sinks:
+                s.discard()
+            raise FactoryKitError(problem)
 
     total = counts["accepted"] + counts["quarantined"]
     if counts["accepted"] == 0:
@@ -841,11 +879,65 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         duplicates=counts["duplicates"], output=out_path, quarantine=q_final, registered=list(entries),
         redactions=dict(redactions) if kinds else {}, benchmark=b_path, project=project,
         benchmark_dev=bench_dev, multi_answer_dropped=multi_dropped, blank_rows=len(blank_rows),
+        tool_call_text_dropped=notes[TOOL_TEXT_DROPPED], notes=_notes(notes),
         splits=split_counts, reasons=dict(reasons), examples=examples,
         sources=source_names if source_names else [str(path)], output_format=_output_format(entry),
         seconds=time.monotonic() - started)
     _write_meta(project, report, opts, kinds)
     return report
+
+
+def _check_columns(columns: dict[str, str], objs: list[dict], source: str) -> None:
+    """Every column --columns names must be a column of the file (of its first rows read)."""
+    if not objs:
+        return
+    present = list(dict.fromkeys(k for o in objs for k in o if isinstance(k, str)))
+    for name, col in columns.items():
+        if col in present:
+            continue
+        hint = ""
+        close = difflib.get_close_matches(col, present, n=1)
+        if close:
+            hint = f"; did you mean --columns {name}={close[0]}?"
+        shown = ", ".join(present[:30]) + (f", ... ({len(present)} in all)" if len(present) > 30 else "")
+        raise FactoryKitError(f"--columns {name}={col}: {source} has no column {col!r} (columns: {shown}){hint}")
+
+
+def _missing_stratify_field(rows_file: Path, key: str, text_fields: tuple[str, ...] = ()) -> str | None:
+    """The error for ``--stratify KEY`` when no written row has the field KEY (None when one
+    has it); the choices listed are the fields of the written rows, label-like ones first."""
+    short: dict[str, None] = {}
+    rest: dict[str, None] = {}
+    with open(rows_file, "rb") as fh:
+        for line in fh:
+            row = orjson.loads(line)
+            if key in row:
+                return None
+            for k, v in row.items():
+                if k in ("source", "source_row") or k in short or k in rest:
+                    continue
+                if k in text_fields:
+                    rest[k] = None
+                elif (isinstance(v, str) and 0 < len(v) <= 64) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+                    short[k] = None
+                else:
+                    rest[k] = None
+    fields = [*short, "source", *(k for k in rest if k not in short)]
+    hint = ""
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.75)
+    if close:
+        hint = f"; did you mean --stratify {close[0]}?"
+    return f"--stratify {key}: no row has that field (fields: {', '.join(fields)}){hint}"
+
+
+def _notes(counts: Counter) -> list[str]:
+    """One line per thing done to the rows that the user should know about."""
+    out = []
+    n = counts[TOOL_TEXT_DROPPED]
+    if n:
+        out.append(f"{n} assistant turn{'s' if n != 1 else ''} had text next to tool_calls; the text was dropped "
+                   "(LLaMA-Factory's function_call turn holds only the call)")
+    return out
 
 
 def _output_format(entry: dict[str, Any]) -> str:

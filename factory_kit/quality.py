@@ -8,6 +8,7 @@ optional traditional -> simplified) and, when asked, PII redaction.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 import unicodedata
@@ -144,9 +145,17 @@ def json_type(value: Any) -> str:
 
 
 def scalar_to_text(value: Any) -> str | None:
-    """Spreadsheet cells: numbers become text (3.0 -> "3"); other types are not text."""
+    """Spreadsheet cells become text as a spreadsheet shows them: numbers (3.0 -> "3"),
+    true/false ("TRUE"/"FALSE", as Excel displays them), dates and times as ISO text
+    ("2024-03-07", "2024-03-07 08:30:00", "08:30:00"); other types are not text."""
     if isinstance(value, bool):
-        return None
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):

@@ -22,7 +22,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def parse_ratios(spec: str | Iterable[float]) -> tuple[float, float, float]:
-    """"0.8,0.1,0.1" or "80,10,10" or "0.9,0.1" -> normalised (train, val, test)."""
+    """"0.8,0.1,0.1" or "80,10,10" or "0.9,0.1" -> (train, val, test). Fractions must add up
+    to 1 and percentages to 100; anything else is refused, not rescaled."""
     if isinstance(spec, str):
         try:
             parts = [float(p) for p in spec.replace("/", ",").split(",") if p.strip()]
@@ -32,9 +33,17 @@ def parse_ratios(spec: str | Iterable[float]) -> tuple[float, float, float]:
         parts = [float(p) for p in spec]
     if not 2 <= len(parts) <= 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
         raise FactoryKitError(f"--split {spec!r}: give 2 or 3 non-negative parts (train,val[,test]), e.g. 0.8,0.1,0.1")
+    shown = spec if isinstance(spec, str) else ",".join(f"{p:g}" for p in parts)
+    total = sum(parts)
+    if any(p > 1 for p in parts):  # percentages: 80,10,10
+        if abs(total - 100) > 1e-4:
+            raise FactoryKitError(f"--split {shown}: the percentages add up to {total:.6g}; they must add up to "
+                                  "100 (e.g. 90,10 or 80,10,10)")
+    elif abs(total - 1) > 1e-6:  # never rescaled: 0.5,0.6 is a typo, not 45%/55%
+        raise FactoryKitError(f"--split {shown}: the fractions add up to {total:.6g}; they must add up to 1 "
+                              "(e.g. 0.9,0.1 or 0.8,0.1,0.1)")
     while len(parts) < 3:
         parts.append(0.0)
-    total = sum(parts)
     if parts[0] <= 0:
         raise FactoryKitError(f"--split {spec!r}: the train part must be > 0")
     return parts[0] / total, parts[1] / total, parts[2] / total

@@ -39,7 +39,10 @@ def check(report, project: Path, accepted: int, quarantined: int, *messages: str
         assert len(rejects) == quarantined
         for r in rejects:
             assert r["reason"] and r["source"] and r["line"] >= 1
-            assert r["message"] == f"{r['source']}:{r['line']}: {r['reason']}"
+            if "item" in r:  # an element of a minified JSON array: addressed by its number
+                assert r["item"] >= 1 and r["message"] == f"{r['source']}: item {r['item']}: {r['reason']}"
+            else:
+                assert r["message"] == f"{r['source']}:{r['line']}: {r['reason']}"
             assert "original" in r or "raw" in r
     else:
         assert report.quarantine is None
@@ -86,6 +89,29 @@ def test_json_array_broken_element_resyncs(project, raw):
     assert rej[0]["line"] == 7
 
 
+def test_minified_json_array_rows_are_addressed_by_item(project, raw):
+    def cot(i: int, c: str = "先辨证。") -> dict:
+        return {"Question": f"头痛{i}怎么办？", "Complex_CoT": c, "Response": f"休息{i}。"}
+
+    f = raw / "cot.json"
+    f.write_text(json.dumps([cot(1), cot(2), cot(3, ""), cot(1), cot(5)], ensure_ascii=False), encoding="utf-8")
+    r = import_source(f, "cot")
+    rej = check(r, project, 3, 2, 'raw/cot.json: item 3: field "Complex_CoT" is empty',
+                "raw/cot.json: item 4: exact duplicate of raw/cot.json item 1", duplicates=1)
+    assert [(x["line"], x["item"]) for x in rej] == [(1, 3), (1, 4)]
+    rows = [json.loads(x) for x in (project / "data/cot.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [x["source_row"] for x in rows] == [1, 2, 5]
+    # the same rows on the second line of the file (after "[\n"): line 2, still items
+    f.write_text("[\n" + json.dumps([cot(1), cot(2), cot(3, "")], ensure_ascii=False)[1:], encoding="utf-8")
+    rej = check(import_source(f, "cot"), project, 2, 1, 'raw/cot.json: item 3: field "Complex_CoT" is empty')
+    assert (rej[0]["line"], rej[0]["item"]) == (2, 3)
+    # one element per line: real line numbers, as before
+    f.write_text("[\n" + ",\n".join(json.dumps(x, ensure_ascii=False) for x in (cot(1), cot(2, ""))) + "\n]",
+                 encoding="utf-8")
+    rej = check(import_source(f, "cot"), project, 1, 1, 'raw/cot.json:3: field "Complex_CoT" is empty')
+    assert "item" not in rej[0]
+
+
 def test_gbk_csv(project, raw):
     f = raw / "his_export.csv"
     f.write_bytes("问题,答案\n黄芪的功效？,补气升阳。\n头痛怎么办？,需辨证。\n".encode("gbk"))
@@ -125,6 +151,20 @@ def test_renamed_columns_need_mapping(project, raw):
     with pytest.raises(FactoryKitError, match=r"cannot tell the format from columns \['a', 'q'\].*--columns"):
         import_source(f, "t")
     check(import_source(f, "t", columns="instruction=q,output=a"), project, 1, 0)
+
+
+def test_columns_naming_a_missing_column(project, raw):
+    f = raw / "cols.csv"
+    f.write_text("id,主诉,医嘱\n1,头痛三天,多休息\n", encoding="utf-8")
+    with pytest.raises(FactoryKitError) as exc:
+        import_source(f, "t", columns="instruction=主诉,output=医院")
+    assert str(exc.value) == "--columns output=医院: raw/cols.csv has no column '医院' (columns: id, 主诉, 医嘱)"
+    with pytest.raises(FactoryKitError) as exc:  # also with --format named, and with a close match
+        import_source(f, "t", "alpaca", columns="instruction=主诉,output=医瞩嘱")
+    assert str(exc.value) == ("--columns output=医瞩嘱: raw/cols.csv has no column '医瞩嘱' (columns: id, 主诉, 医嘱); "
+                              "did you mean --columns output=医嘱?")
+    assert not (project / "data").exists()
+    check(import_source(f, "t", columns="instruction=主诉,output=医嘱"), project, 1, 0)
 
 
 def test_chinese_headers_are_aliases(project, raw):
@@ -286,6 +326,33 @@ def test_excel_and_parquet(project, raw):
     check(import_source(raw / "x.xlsx", "xl"), project, 2, 1, 'x.xlsx:5: field "答案" is null')
     pq.write_table(pa.table({"instruction": ["a", "b", None], "output": ["x", "y", "z"]}), raw / "x.parquet")
     check(import_source(raw / "x.parquet", "pq"), project, 2, 1, 'x.parquet:3: field "instruction" is null')
+
+
+def test_excel_dates_times_and_booleans_are_text(project, raw):
+    """Cells as Excel shows them: a date (midnight) as 2024-03-07, a datetime and a time in ISO
+    form, TRUE/FALSE; in JSON, true/false is still not text."""
+    import datetime
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["问题", "答案"])
+    ws.append(["复诊日期？", datetime.date(2024, 3, 7)])
+    ws.append(["采血时间？", datetime.datetime(2024, 3, 7, 8, 30)])
+    ws.append(["服药时间？", datetime.time(21, 15)])
+    ws.append(["是否空腹？", True])
+    ws.append(["是否过敏？", False])
+    wb.save(raw / "d.xlsx")
+    r = import_source(raw / "d.xlsx", "d")
+    check(r, project, 5, 0)
+    rows = [json.loads(x) for x in (project / "data/d.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [x["output"] for x in rows] == ["2024-03-07", "2024-03-07 08:30:00", "21:15:00", "TRUE", "FALSE"]
+    assert [x["source_row"] for x in rows] == [2, 3, 4, 5, 6]
+    # JSON true is not a spreadsheet cell: still rejected there
+    f = raw / "b.jsonl"
+    f.write_text(jl(qa(1), {"instruction": "是否空腹？", "output": True}), encoding="utf-8")
+    check(import_source(f, "b"), project, 1, 1, 'raw/b.jsonl:2: field "output" must be text, got true/false')
 
 
 def test_blank_tabular_rows_are_not_rows_but_are_reported(project):

@@ -139,6 +139,45 @@ def test_openai_messages(project):
     assert entry["tags"]["observation_tag"] == "tool" and entry["columns"] == {"messages": "messages", "tools": "tools"}
 
 
+def test_openai_tool_calls_arguments_are_objects_and_dropped_text_is_reported(project):
+    from click.testing import CliRunner
+
+    from factory_kit.cli_data import data
+
+    def call(args, content=None) -> dict:
+        return {"role": "assistant", "content": content,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": args}}]}
+
+    def row(i: int, args, content=None) -> dict:
+        return {"messages": [{"role": "user", "content": f"布洛芬{i}的用量？"}, call(args, content),
+                             {"role": "tool", "content": "每次200mg"}, {"role": "assistant", "content": f"每次200mg{i}。"}]}
+
+    f = write(project, "t.jsonl", jl(
+        row(1, '{"drug": "布洛芬"}'),
+        row(2, '{"drug": "布洛芬"}', "我来查一下。"),  # text next to the call
+        row(3, "not json", "  "),  # blank text is not text; arguments that are not JSON stay as given
+        row(4, {"drug": "布洛芬"}, [{"type": "text", "text": "稍等。"}]),  # already an object; text parts
+        # rejected (ends with a user turn): its text is not counted as dropped
+        {"messages": [{"role": "user", "content": "问"}, call("{}", "丢掉？"), {"role": "user", "content": "再问"}]},
+    ))
+    r = import_source(f, "t")
+    assert (r.accepted, r.quarantined, r.total) == (4, 1, 5)
+    assert reasons(r) == ['"messages" ends with a user turn (no answer to learn from)']
+    calls = [x["messages"][1] for x in rows_of(project, "t")]
+    assert calls[0] == {"role": "function_call", "content": '[{"name": "lookup", "arguments": {"drug": "布洛芬"}}]'}
+    assert calls[1] == calls[0] and calls[3] == calls[0]
+    assert json.loads(calls[2]["content"]) == [{"name": "lookup", "arguments": "not json"}]
+    note = ("2 assistant turns had text next to tool_calls; the text was dropped "
+            "(LLaMA-Factory's function_call turn holds only the call)")
+    assert (r.tool_call_text_dropped, r.notes) == (2, [note])
+    meta = json.loads((project / "data/meta/t.json").read_text(encoding="utf-8"))
+    assert meta["notes"] == [note] and meta["tool_call_text_dropped"] == 2
+    out = CliRunner().invoke(data, ["import", str(f), "--name", "t"])
+    assert out.exit_code == 0 and f"note: {note}" in " ".join(out.output.split())
+    # a clean import says nothing
+    assert import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa").notes == []
+
+
 @pytest.mark.parametrize("style,start", [("think", "<think>\n"), ("plain", "先看主症"), ("drop", None)])
 def test_cot_styles(project, style, start):
     r = import_source(SAMPLES_DIR / "medical_o1_cot.jsonl", "o1", cot_style=style)

@@ -154,6 +154,14 @@ def test_split_ratios_and_sizes():
     for bad in ("0.8", "a,b", "0,1", "-1,2"):
         with pytest.raises(FactoryKitError, match="--split"):
             parse_ratios(bad)
+    # parts that do not add up are refused, not rescaled
+    with pytest.raises(FactoryKitError) as exc:
+        parse_ratios("0.5,0.6")
+    assert str(exc.value) == ("--split 0.5,0.6: the fractions add up to 1.1; they must add up to 1 "
+                              "(e.g. 0.9,0.1 or 0.8,0.1,0.1)")
+    with pytest.raises(FactoryKitError, match=r"^--split 80,10,20: the percentages add up to 110; they must add up to 100"):
+        parse_ratios("80,10,20")
+    assert parse_ratios("0.7,0.2,0.1") == pytest.approx((0.7, 0.2, 0.1))  # float sums within 1e-6 pass
     a = assign({"": 10}, (0.8, 0.1, 0.1), 1)[""]
     assert list(a) == list(assign({"": 10}, (0.8, 0.1, 0.1), 1)[""]) and sorted(a.tolist()) == [0] * 8 + [1, 2]
 
@@ -177,9 +185,35 @@ def test_split_is_deterministic_and_registered(project):
     assert r3.registered == ["qa"] and "qa_train" not in info and not (project / "data" / "qa_train.jsonl").exists()
 
 
+def test_split_that_does_not_add_up_fails_before_writing(project):
+    with pytest.raises(FactoryKitError, match=r"^--split 0\.5,0\.6: the fractions add up to 1\.1"):
+        import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa", split="0.5,0.6")
+    assert not (project / "data").exists() or not list((project / "data").rglob("*.jsonl"))
+
+
 def test_split_without_test_part(project):
     r = import_source(SAMPLES_DIR / "tcm_qa.jsonl", "qa", split="0.9,0.1")
     assert r.splits == {"train": 72, "val": 8} and r.registered == ["qa", "qa_train", "qa_val"]
+
+
+def test_stratify_on_a_field_no_row_has_is_an_error_and_writes_nothing(project):
+    r = import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.2")
+    before = {p: p.read_bytes() for p in sorted((project / "data").rglob("*")) if p.is_file()}
+    with pytest.raises(FactoryKitError) as exc:
+        import_source(SAMPLES_DIR / "exam_mcq.jsonl", "exam", split="0.8,0.2", stratify="subjet")
+    assert str(exc.value) == ("--stratify subjet: no row has that field (fields: subject, source, instruction, "
+                              "input, output, system); did you mean --stratify subject?")
+    # the earlier import is untouched: same files, same meta, no temp files left behind
+    assert {p: p.read_bytes() for p in sorted((project / "data").rglob("*")) if p.is_file()} == before
+    assert json.loads((project / "data/meta/exam.json").read_text(encoding="utf-8"))["splits"] == r.splits
+    # a field that exists but is empty in every row is not a typo: one stratum, as before
+    f = project / "x.jsonl"
+    f.write_text(jl(*({"instruction": f"问{i}", "output": f"答{i}", "system": ""} for i in range(10))), encoding="utf-8")
+    r = import_source(f, "x", split="0.8,0.2", stratify="system")
+    assert r.splits == {"train": 8, "val": 2} and r.accepted == 10
+    # and --stratify source (the default value) is always valid
+    r = import_source(f, "x", split="0.8,0.2", stratify="source")
+    assert r.splits == {"train": 8, "val": 2}
 
 
 # --- registry -----------------------------------------------------------------------------

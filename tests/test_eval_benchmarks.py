@@ -259,6 +259,6 @@ def test_items_without_subject_keep_the_file_name_out_of_the_prompt(tmp_path):
     path = write_jsonl(tmp_path / "valid.jsonl", [dict(item, id="q1")])
     bench = bm.load_benchmark(path)
     assert bench.subjects == ["valid"]
-    taskset = bm.write_tasks([bench], tmp_path / "tasks", shots=0, mode="loglikelihood", max_gen_tokens=16)
+    bm.write_tasks([bench], tmp_path / "tasks", shots=0, mode="loglikelihood", max_gen_tokens=16)
     text = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "tasks").rglob("*.yaml"))
     assert "以下是单项选择题" in text and "valid考试" not in text

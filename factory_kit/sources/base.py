@@ -3,6 +3,7 @@ registry entries LLaMA-Factory 0.9.5 accepts (complete ``columns`` / ``tags`` ma
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Iterable
 
 from ..quality import FieldReader, RowError, lookup
@@ -46,6 +47,7 @@ class Importer:
         self.columns = columns or {}
         self.options = options
         self.current_line = 0  # line of the record being converted (set by the import)
+        self.notes: Counter = Counter()  # things done to converted rows that the report should say
         self._keys: dict[tuple, str | None] = {}
 
     # -- detection -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from ..quality import FieldReader, RowError, json_type
@@ -17,6 +18,30 @@ ROLES = {
     "function_call": FUNCTION, "function": FUNCTION,
 }
 ODD, EVEN = (USER, OBSERVATION), (ASSISTANT, FUNCTION)
+#: Counter key of assistant turns whose text was dropped because they also hold tool_calls
+TOOL_TEXT_DROPPED = "tool_call_text_dropped"
+
+
+def _call(call: Any) -> Any:
+    """One OpenAI tool call as LLaMA-Factory's function_call turn holds it: ``{"name", "arguments"}``
+    with the arguments as JSON (OpenAI sends them as a JSON *string*; kept as is when not JSON)."""
+    if not isinstance(call, dict):
+        return call
+    call = call.get("function", call)
+    if isinstance(call, dict) and isinstance(call.get("arguments"), str):
+        try:
+            return {**call, "arguments": json.loads(call["arguments"])}
+        except ValueError:
+            pass
+    return call
+
+
+def _has_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list):
+        return any(_has_text(p.get("text") if isinstance(p, dict) else p) for p in value)
+    return False
 
 
 def _content(fields: FieldReader, label: str, value: Any, msg: dict) -> str:
@@ -34,9 +59,15 @@ def _content(fields: FieldReader, label: str, value: Any, msg: dict) -> str:
     return fields.value(label, value)
 
 
-def parse_turns(fields: FieldReader, messages: list, key: str) -> tuple[str, list[tuple[str, str]]]:
-    """(system, [(role, content)...]) with roles canonical; raises RowError with the reason."""
+def parse_turns(fields: FieldReader, messages: list, key: str,
+                notes: Counter | None = None) -> tuple[str, list[tuple[str, str]]]:
+    """(system, [(role, content)...]) with roles canonical; raises RowError with the reason.
+
+    An assistant message with ``tool_calls`` becomes one function_call turn; text next to the
+    calls cannot go in it (LLaMA-Factory's sharegpt turns hold one content), so it is dropped
+    and, for a row that converts, counted in ``notes[TOOL_TEXT_DROPPED]``."""
     system = ""
+    dropped = 0
     turns: list[tuple[str, str]] = []
     for i, msg in enumerate(messages, 1):
         if not isinstance(msg, dict):
@@ -55,8 +86,10 @@ def parse_turns(fields: FieldReader, messages: list, key: str) -> tuple[str, lis
         if role == ASSISTANT and tool_calls:
             if not isinstance(tool_calls, list):
                 raise RowError(f'"{key}" turn {i} "tool_calls" must be a list', kind="type")
-            calls = [c.get("function", c) if isinstance(c, dict) else c for c in tool_calls]
+            calls = [_call(c) for c in tool_calls]
             turns.append((FUNCTION, json.dumps(calls, ensure_ascii=False)))
+            if content_key is not None and _has_text(msg[content_key]):
+                dropped += 1
             continue
         if content_key is None:
             raise RowError(f'"{key}" turn {i} has no "value"/"content"', kind="missing")
@@ -78,6 +111,8 @@ def parse_turns(fields: FieldReader, messages: list, key: str) -> tuple[str, lis
                            "(turns must alternate user/assistant)")
     if len(turns) % 2:
         raise RowError(f'"{key}" ends with a user turn (no answer to learn from)')
+    if dropped and notes is not None:
+        notes[TOOL_TEXT_DROPPED] += dropped
     return system, turns
 
 

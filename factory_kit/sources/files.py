@@ -49,6 +49,9 @@ class RawRecord:
     raw: str | None = None
     error: str | None = None
     kind: str = "parse"  # parse | decode (when error is set)
+    # 1-based element of a JSON array whose elements share lines (minified): the row is then
+    # addressed as "item N" (``line`` is still the line where the element starts)
+    item: int | None = None
 
 
 def display(path: Path) -> str:
@@ -231,7 +234,23 @@ def _looks_like_jsonl(path: Path, encoding: str) -> bool:
 
 
 def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
-    """A JSON array is streamed element by element; a truncated tail is one bad record."""
+    """A JSON array is streamed element by element; a truncated tail is one bad record.
+
+    Rows are addressed by line when the array has one element per line (or multi-line
+    elements, pretty-printed); when its first two elements start on the same line (a
+    minified array) a line says nothing, so every row of the file is addressed by its
+    1-based element number instead (``RawRecord.item``)."""
+    records = _read_json(path, source, encoding)
+    head = list(itertools.islice(records, 2))
+    by_item = (len(head) == 2 and head[0].item is not None and head[1].item is not None
+               and head[0].line == head[1].line)
+    for rec in itertools.chain(head, records):
+        if not by_item:
+            rec.item = None
+        yield rec
+
+
+def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
     if _looks_like_jsonl(path, encoding):
         yield from read_jsonl(path, source, encoding)
         return
@@ -284,7 +303,8 @@ def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                     continue
                 if index == 0 and expect_value:
                     raise FactoryKitError(f"{source}: truncated JSON: the array is never closed and has no rows")
-                yield RawRecord(source, line, raw="", error="truncated JSON: the file ends before the array's closing ]")
+                yield RawRecord(source, line, raw="", error="truncated JSON: the file ends before the array's closing ]",
+                                item=index + 1)
                 return
             ch = buf[pos]
             if ch == "]":
@@ -299,7 +319,7 @@ def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                     pass
                 yield RawRecord(source, line, raw=buf[pos:], error=(
                     f"not valid JSON after row {index} (expected ',' or ']' but found {rest[:20]!r}); "
-                    f"the rest of the file is kept here as one record"))
+                    f"the rest of the file is kept here as one record"), item=index + 1)
                 return
             try:
                 obj, end = decoder.raw_decode(buf, pos)
@@ -318,7 +338,7 @@ def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                         m = nxt.search(buf, pos)
                     if m is not None:
                         yield RawRecord(source, line, raw=buf[pos:m.start()],
-                                        error=f"not valid JSON in row {index} ({exc.msg})")
+                                        error=f"not valid JSON in row {index} ({exc.msg})", item=index)
                         line += buf.count("\n", pos, m.end())
                         pos = m.end()
                         continue
@@ -326,17 +346,18 @@ def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                     pass
                 kind = "truncated JSON" if near_end else "not valid JSON"
                 yield RawRecord(source, line, raw=buf[pos:], error=(
-                    f"{kind} in row {index} ({exc.msg}); the rest of the file is kept here as one record"))
+                    f"{kind} in row {index} ({exc.msg}); the rest of the file is kept here as one record"), item=index)
                 return
             except RecursionError:
-                yield RawRecord(source, line, raw=buf[pos:pos + 1000], error="not valid JSON (nested too deeply)")
+                yield RawRecord(source, line, raw=buf[pos:pos + 1000], error="not valid JSON (nested too deeply)",
+                                item=index + 1)
                 return
             index += 1
             err = _expect_object(obj)
             if err is None:
-                yield RawRecord(source, line, obj)
+                yield RawRecord(source, line, obj, item=index)
             else:
-                yield RawRecord(source, line, raw=buf[pos:end], error=err)
+                yield RawRecord(source, line, raw=buf[pos:end], error=err, item=index)
             line += buf.count("\n", pos, end)
             pos = end
             expect_value = False
@@ -493,8 +514,8 @@ def _csv_rows(lines: Iterator[str], first_line: int, header: list[str], delimite
         if len(span) > 1 and _stray_quote(span, delimiter):
             # Without this, one stray quote folds the following lines into a single "row".
             yield RawRecord(source, row_line, raw=span[0], error=(
-                f"a quoted cell opens on this line and is not closed properly (a stray or missing '\"'); "
-                f"the lines after it were read again as rows"))
+                "a quoted cell opens on this line and is not closed properly (a stray or missing '\"'); "
+                "the lines after it were read again as rows"))
             yield itertools.chain(span[1:], tracked.rest()), row_line + 1
             return
         if not any(c.strip() for c in cells):

@@ -26,7 +26,7 @@ class OpenAIImporter(Importer):
     def convert(self, row: dict) -> list[dict[str, Any]]:
         key = self.key(row, "messages", ("conversations",))
         messages = require_list(row, key, "messages")
-        system, turns = parse_turns(self.f, messages, key or "messages")
+        system, turns = parse_turns(self.f, messages, key or "messages", self.notes)
         if not system and isinstance(row.get("system"), str):
             system = self.f.clean(row["system"])
         out = [{"role": "system", "content": system}] if system else []

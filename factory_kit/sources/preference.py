@@ -126,7 +126,7 @@ class PreferenceImporter(Importer):
             raise RowError('"chosen" and "rejected" are identical')
         # validate the prompt as a conversation that still awaits an answer
         system, turns = parse_turns(self.f, list(prompt_msgs) + [{"role": "assistant", "content": chosen}],
-                                    conv_key or "prompt")
+                                    conv_key or "prompt", self.notes)
         turns = turns[:-1]
         if len(turns) == 1:  # single turn: plain alpaca ranking
             return {"instruction": turns[0][1], "input": "", "chosen": chosen, "rejected": rejected,
