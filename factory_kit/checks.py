@@ -58,17 +58,13 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
             fail(f"`mix.probs` has {len(probs)} values for {len(d['datasets'])} datasets; give one per dataset")
         if abs(sum(probs) - 1.0) > 1e-6:
             fail(f"`mix.probs` must sum to 1 (they sum to {sum(probs):g})")
-    if d["thinking"] and ctx["family"] != "custom":
+    if d["thinking"] is not None and ctx["family"] != "custom":
         from . import catalog
 
         fam = catalog.families().get(ctx["family"])
-        if fam is not None and fam.thinking == "none":
+        if d["thinking"] and fam is not None and fam.thinking == "none":
             fail(f"`thinking: true` but {ctx['family']} models have no thinking mode; remove it")
-    if d["thinking"] is False and ctx["family"] != "custom":
-        from . import catalog
-
-        fam = catalog.families().get(ctx["family"])
-        if fam is not None and fam.thinking == "always":
+        if d["thinking"] is False and fam is not None and fam.thinking == "always":
             fail(f"`thinking: false` but {ctx['family']} models always think: LLaMA-Factory would strip the "
                  "<think> reasoning from the training targets; remove it (or pick a non-reasoning model)")
     if d["template"]:
@@ -111,21 +107,6 @@ def check_raw_keys(r) -> None:
                 f"{r.where('llamafactory')}: `llamafactory.{key}` replaces a recipe setting; set "
                 f"`{SHADOWED_BY_RECIPE[key]}` in the recipe instead (the raw section would bypass the checks and "
                 "leave export.yaml / infer.yaml out of step)")
-
-
-def check_rendered_train(config: dict[str, Any], r, hardware: str) -> None:
-    """Rules that must hold on the final train config too, where raw `llamafactory:` keys can reach."""
-    where = r.where("llamafactory")
-    if config.get("do_predict") and hardware in ("ds-z3", "ds-z3-offload"):
-        raise FactoryKitError(f"{where}: `do_predict` does not work with DeepSpeed ZeRO-3; "
-                              "predict with `hardware: single` or `ds-z2` after training")
-    if config.get("do_predict") and not config.get("predict_with_generate"):
-        raise FactoryKitError(f"{where}: `do_predict` needs `predict_with_generate: true` (use `predict.enabled`)")
-    if config.get("val_size") and config.get("eval_dataset"):
-        raise FactoryKitError(f"{where}: set either `val_size` or an eval dataset, not both")
-    if config.get("quantization_bit") and config.get("finetuning_type") in ("full", "freeze"):
-        raise FactoryKitError(f"{where}: `quantization_bit` needs an adapter method (qlora), "
-                              f"not finetuning_type {config['finetuning_type']}")
 
 
 def _kind(stage: str) -> str:
@@ -211,7 +192,8 @@ def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]
             formats[name] = check_dataset_entry(name, entries[name], r.data["stage"], registry_dir,
                                                 r.origins.get(key, where))
     if ctx.get("thinking") is False and r.data["stage"] == "sft":
-        with_think = [n for n in r.data["datasets"] if n in _think_datasets(registry_dir.parent / "data" / "meta")]
+        think = _think_datasets(registry_dir.parent / "data" / "meta")
+        with_think = [n for n in r.data["datasets"] if n in think]
         if with_think:
             fail_where = r.origins.get("thinking") if r.data["thinking"] is False else where
             raise FactoryKitError(
@@ -223,14 +205,8 @@ def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]
 
 def _think_datasets(meta_dir: Path) -> set[str]:
     """Dataset names (splits included) imported from chain-of-thought rows with <think> tags."""
-    import json
-
     names: set[str] = set()
-    for path in sorted(meta_dir.glob("*.json")) if meta_dir.is_dir() else []:
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    for _, meta in registry.import_metas(meta_dir):
         if meta.get("format") == "cot" and (meta.get("options") or {}).get("cot_style", "think") == "think":
             names.update(meta.get("registered") or [meta.get("name")])
     return names

@@ -135,34 +135,21 @@ def _refuse_taking_over(project: Path, name: str, split_names: list[str]) -> Non
     """An import must not silently replace a dataset another import owns: a split of another
     dataset (``tcm_qa_train`` of ``tcm_qa``), or a dataset imported on its own under a name this
     import's --split would write. ``--force`` takes it over."""
-    meta_dir = meta_file(project, name).parent
     owners: dict[str, str] = {}
-    if meta_dir.is_dir():
-        for path in sorted(meta_dir.glob("*.json")):
-            try:
-                registered = json.loads(path.read_text(encoding="utf-8")).get("registered", [])
-            except (OSError, json.JSONDecodeError, AttributeError):
-                continue
-            for dataset in registered:
-                if dataset != path.stem:
-                    owners[dataset] = path.stem
+    for path, meta in registry.import_metas(meta_file(project, name).parent):
+        for dataset in meta.get("registered") or []:
+            if dataset != path.stem:
+                owners[dataset] = path.stem
     owner = owners.get(name)
     if owner and owner != name:
         raise FactoryKitError(
-            f"--name {name}: `{name}` is a split of dataset `{owner}` ({_rel(meta_file(project, owner), project)}); "
+            f"--name {name}: `{name}` is a split of dataset `{owner}` ({paths.relative(meta_file(project, owner), project)}); "
             f"choose another --name, re-import {owner}, or pass --force to replace it")
     for split_name in split_names:
         if owners.get(split_name) in (None, name) and meta_file(project, split_name).exists():
             raise FactoryKitError(
                 f"--split would replace `{split_name}`, a dataset imported on its own "
-                f"({_rel(meta_file(project, split_name), project)}); choose another --name, or pass --force")
-
-
-def _rel(path: Path, project: Path) -> str:
-    try:
-        return str(path.relative_to(project))
-    except ValueError:
-        return str(path)
+                f"({paths.relative(meta_file(project, split_name), project)}); choose another --name, or pass --force")
 
 
 def meta_file(project: Path, name: str) -> Path:
@@ -242,9 +229,9 @@ def _build(config: dict[str, Any]) -> tuple[Any, FieldReader, Redactor | None]:
 
 
 class _Converter:
-    """RawRecord -> units: ("a", line, hash, key, row_bytes, bench_bytes, stratum, multi, orig)
-    for rows to accept (dedup and writing happen in the collector) or ("r", line, kind,
-    quarantine_bytes, message) for rejects."""
+    """RawRecord -> units: ("a", line, hash, key, row_bytes, bench_bytes, stratum, multi, orig, phys)
+    for rows to accept (dedup and writing happen in the collector; ``phys`` is the physical line
+    of an item-addressed row, else None) or ("r", line, kind, quarantine_bytes, message) for rejects."""
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -284,7 +271,7 @@ class _Converter:
         return ("r", line, kind, _dumps(rec) + b"\n", message)
 
     def record(self, rec: files_mod.RawRecord, orig: Any = None) -> list[tuple]:
-        line = rec.line
+        line, self._phys = rec.line, None
         if rec.item is not None:
             self.by_item.add(rec.source)
             self._phys, line = rec.line, rec.item
@@ -631,7 +618,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                 if len(examples) < 5:
                     examples.append(u[4])
                 continue
-            _, line, h, key, row_bytes, bench_bytes, stratum, multi, orig = u[:9]
+            _, line, h, key, row_bytes, bench_bytes, stratum, multi, orig, phys = u
             if deduper is not None:
                 hit = deduper.check(h if h is not None else key, (sid << 40) | line)
                 if hit is not None:
@@ -642,7 +629,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                         first_loc, what = hit, "exact duplicate"
                     where = conv.where(source_names[first_loc >> 40], first_loc & ((1 << 40) - 1))
                     r = conv.reject(source, line, f"{what} of {where}", "duplicate", original_of(orig),
-                                    phys=u[9] if len(u) > 9 else None)
+                                    phys=phys)
                     quarantine.fh.write(r[3])
                     counts["quarantined"] += 1
                     counts["duplicates"] += 1
@@ -678,7 +665,7 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
                 h = packed["hashes"][i]
                 units.append(("a", line, None if h == -1 else h, None, blob[prev:ends[i]], None,
                               packed["strata"][i] if packed["strata"] else None, i in packed["multi"],
-                              (packed["starts"][i], packed["stops"][i])))
+                              (packed["starts"][i], packed["stops"][i]), None))
                 prev = ends[i]
             for pos, qbytes, kind, message in reversed(packed["rejects"]):
                 units.insert(pos, ("r", 0, kind, qbytes, message))

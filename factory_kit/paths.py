@@ -41,3 +41,11 @@ def outputs_dir() -> Path:
 
 def models_dir() -> Path:
     return project_dir() / "models"
+
+
+def relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` for messages and reports; as given when it lies outside."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(base).resolve()))
+    except ValueError:
+        return str(path)

@@ -89,3 +89,14 @@ def unregister(registry_dir: Path, names: list[str]) -> None:
 def file_name_for(registry_dir: Path, data_file: Path) -> str:
     """``file_name`` as LLaMA-Factory wants it: relative to dataset_dir (the registry folder)."""
     return os.path.relpath(Path(data_file).resolve(), Path(registry_dir).resolve())
+
+
+def import_metas(meta_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The import records in ``data/meta/`` (one JSON per `data import`), sorted; unreadable ones skipped."""
+    for path in sorted(meta_dir.glob("*.json")) if meta_dir.is_dir() else []:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            yield path, meta

@@ -219,21 +219,28 @@ def export(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, echo: bo
     return export_dir
 
 
-def inference_config(rendered: Rendered, project: Path, *, merged: bool = False) -> Path:
-    """The infer YAML for chat/serve, after checking that the model it points to exists."""
+def trained_model_dir(rendered: Rendered, project: Path, *, merged: bool = False, hint: str = "") -> Path:
+    """The folder the recipe's training (or, with ``merged``, its export) wrote: the adapter, the
+    full model, or the merged model; a clear error when it is not there yet."""
     ctx, recipe = rendered.context, rendered.recipe.path
     if merged:
-        if "infer-merged.yaml" not in rendered.files:
+        if not ctx["adapter"]:
             raise FactoryKitError(f"{recipe}: --merged is for adapter methods (lora/qlora/dora); "
                                   f"method {ctx['method']} already trains the whole model")
-        if not (project / ctx["export"]["dir"] / "config.json").exists():
+        if not (project / ctx["export"]["dir"] / "config.json").is_file():
             raise FactoryKitError(f"{ctx['export']['dir']}: no merged model yet; run `factory-kit export {recipe}` first")
-        return rendered.files["infer-merged.yaml"].relative_to(project)
+        return project / ctx["export"]["dir"]
     marker = "adapter_config.json" if ctx["adapter"] else "config.json"
-    if not (project / ctx["output_dir"] / marker).exists():
+    if not (project / ctx["output_dir"] / marker).is_file():
         raise FactoryKitError(f"{ctx['output_dir']}: no trained model ({marker}) yet; "
-                              f"run `factory-kit train {recipe}` first")
-    return rendered.files["infer.yaml"].relative_to(project)
+                              f"run `factory-kit train {recipe}` first{hint}")
+    return project / ctx["output_dir"]
+
+
+def inference_config(rendered: Rendered, project: Path, *, merged: bool = False) -> Path:
+    """The infer YAML for chat/serve, after checking that the model it points to exists."""
+    trained_model_dir(rendered, project, merged=merged)
+    return rendered.files["infer-merged.yaml" if merged else "infer.yaml"].relative_to(project)
 
 
 def ask(recipe_path: str | Path, question: str, overrides: tuple[str, ...] = (), *, merged: bool = False,

@@ -97,6 +97,7 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
     ctx: dict[str, Any] = {}
     if recipe is not None:
         from ..render import render
+        from ..runs import trained_model_dir
 
         rendered = render(recipe, overrides, project=project, write=True, check_data=False)
         ctx = rendered.context
@@ -115,24 +116,11 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
                 raise FactoryKitError("--baseline needs a fine-tuned target: a RECIPE or --adapter")
         target = Target(label if not recipe else "finetuned", tuned_model, tuned_adapter)
     elif merged:
-        if not ctx["adapter"]:
-            raise FactoryKitError(f"{recipe}: --merged is for adapter methods (lora/qlora/dora); "
-                                  f"method {ctx['method']} already trains the whole model")
-        export_dir = project / ctx["export"]["dir"]
-        if not (export_dir / "config.json").is_file():
-            raise FactoryKitError(f"{ctx['export']['dir']}: no merged model yet; run `factory-kit export {recipe}` first")
-        target = Target("merged", str(export_dir))
+        target = Target("merged", str(trained_model_dir(rendered, project, merged=True)))
     else:
-        trained = project / ctx["output_dir"]
-        if ctx["adapter"]:
-            if not (trained / "adapter_config.json").is_file():
-                raise FactoryKitError(f"{ctx['output_dir']}: no trained adapter (adapter_config.json) yet; "
-                                      f"run `factory-kit train {recipe}` first, or pass --model/--adapter")
-            target = Target("finetuned", base_model, str(trained))
-        else:
-            if not (trained / "config.json").is_file():
-                raise FactoryKitError(f"{ctx['output_dir']}: no trained model yet; run `factory-kit train {recipe}` first")
-            target = Target("finetuned", str(trained))
+        trained = trained_model_dir(rendered, project, hint=", or pass --model/--adapter" if ctx["adapter"] else "")
+        target = (Target("finetuned", base_model, str(trained)) if ctx["adapter"]
+                  else Target("finetuned", str(trained)))
     if out:
         out_dir = Path(out) if Path(out).is_absolute() else project / out
     elif recipe is not None:

@@ -89,8 +89,7 @@ def _item_rows(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str
     return out
 
 
-def _items(result: dict[str, Any], result_path: Path) -> dict[tuple[str, str], bool] | None:
-    rows = _item_rows(result, result_path)
+def _correct(rows: dict[tuple[str, str], dict[str, Any]] | None) -> dict[tuple[str, str], bool] | None:
     return None if rows is None else {k: bool(r["correct"]) for k, r in rows.items()}
 
 
@@ -255,7 +254,7 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
         name = f"**{r.label}**" if not r.subject or r.subject == "overall" else r.label
         lines.append(f"| {r.key} | {name} | {r.n} | {_pct(r.a)} | {_pct(r.b)} | {_delta(r.delta)} |")
     lines.append("")
-    pair = paired(_items(a, a_path), _items(b, b_path))
+    pair = paired(_correct(a_rows), _correct(b_rows))  # the items files read above, not again
     if pair:
         lines.append(f"Paired over {pair['items']} common items: {pair['fixed']} fixed (wrong in A, right in B), "
                      f"{pair['broken']} broken (right in A, wrong in B); exact McNemar p = {pair['mcnemar_p']:.3g}"

@@ -142,7 +142,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     status = "succeeded" if record.get("exit_code") == 0 else f"FAILED (exit {record.get('exit_code')})"
     lines += [f"- Run {status}: started {record.get('started')}, ended {record.get('ended')} "
               f"({record.get('seconds')} s)",
-              f"- Output folder: `{_rel(output_dir, project)}`",
+              f"- Output folder: `{paths.relative(output_dir, project)}`",
               f"- Command: `{' '.join(record.get('command', []))}`",
               f"- Git commit: `{record.get('git_commit') or 'unknown'}`", ""]
 
@@ -203,7 +203,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
             if png.is_file():
                 target = out_dir / png.name
                 target.write_bytes(png.read_bytes())
-                lines += [f"Before/after (`{_rel(md, project)}`):", "", f"![before/after]({png.name})", ""]
+                lines += [f"Before/after (`{paths.relative(md, project)}`):", "", f"![before/after]({png.name})", ""]
     else:
         lines += ["No benchmark results yet (`factory-kit eval RECIPE --baseline`).", ""]
 
@@ -215,7 +215,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
         lines += _md_table(["Metric", "Value"], [[k, f"{v:.2f}" if isinstance(v, float) else v]
                                                  for k, v in sorted(metrics.items())], "lr")
         lines += [f"Datasets: {', '.join(data.get('datasets', []))}; {data.get('rows')} rows; predictions in "
-                  f"`{_rel(eval_dir / 'generation' / 'generated_predictions.jsonl', project)}`.", ""]
+                  f"`{paths.relative(eval_dir / 'generation' / 'generated_predictions.jsonl', project)}`.", ""]
     else:
         lines += ["No generation metrics yet (`factory-kit eval RECIPE --predict`).", ""]
     judge = eval_dir / "judge" / "judge.json"
@@ -232,7 +232,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     kept = output_dir / "rendered"
     lines += ["## Recipe", ""]
     if (kept / "recipe.yaml").is_file():
-        lines += [f"`{_rel(kept / 'recipe.yaml', project)}` (merged, each value with its origin, as trained):", "",
+        lines += [f"`{paths.relative(kept / 'recipe.yaml', project)}` (merged, each value with its origin, as trained):", "",
                   "```yaml", (kept / "recipe.yaml").read_text(encoding="utf-8").rstrip(), "```", ""]
     else:
         recipe_path = Path(record.get("recipe", ""))
@@ -240,7 +240,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
             recipe_path = project / recipe_path
         chain = list(rendered.recipe.chain) if rendered else ([recipe_path] if recipe_path.is_file() else [])
         for path in chain:
-            lines += [f"`{_rel(path, project)}` (as it is now):", "", "```yaml",
+            lines += [f"`{paths.relative(path, project)}` (as it is now):", "", "```yaml",
                       path.read_text(encoding="utf-8").rstrip(), "```", ""]
         if not chain:
             lines += [f"Recipe file `{record.get('recipe')}` not found.", ""]
@@ -253,9 +253,9 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     if config.is_file():
         recorded = record.get("rendered", {}).get("train.yaml", "")
         actual = hashlib.sha256(config.read_bytes()).hexdigest()
-        lines += [f"`{_rel(config, project)}`" + (f" (sha256 `{recorded[:16]}`)" if recorded else "") + ":", ""]
+        lines += [f"`{paths.relative(config, project)}`" + (f" (sha256 `{recorded[:16]}`)" if recorded else "") + ":", ""]
         if recorded and config.name == "train.yaml" and actual != recorded:
-            lines += [f"**Warning:** `{_rel(config, project)}` changed since this run (sha256 `{actual[:16]}`, "
+            lines += [f"**Warning:** `{paths.relative(config, project)}` changed since this run (sha256 `{actual[:16]}`, "
                       f"the run used `{recorded[:16]}`); showing the current file.", ""]
         lines += ["```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
     else:
@@ -294,9 +294,9 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
         lines += _md_table(["Rendered file", "sha256"], [[k, f"`{v}`"] for k, v in sorted(record["rendered"].items())])
     if rendered:
         lines += ["```sh", f"git checkout {record.get('git_commit') or 'HEAD'}",
-                  f"factory-kit train {_rel(rendered.recipe.path, project)} --overwrite",
-                  *(_eval_commands(_rel(rendered.recipe.path, project), results, project)
-                    or [f"factory-kit eval {_rel(rendered.recipe.path, project)} --baseline"]), "```", ""]
+                  f"factory-kit train {paths.relative(rendered.recipe.path, project)} --overwrite",
+                  *(_eval_commands(paths.relative(rendered.recipe.path, project), results, project)
+                    or [f"factory-kit eval {paths.relative(rendered.recipe.path, project)} --baseline"]), "```", ""]
     return "\n".join(lines)
 
 
@@ -315,7 +315,7 @@ def _eval_commands(recipe: str, results: list[tuple[Path, dict[str, Any]]], proj
             parts.append("--merged")
         for info in (d.get("benchmark_files") or {}).values():
             if info.get("path"):
-                parts += ["-b", _rel(Path(info["path"]), project)]
+                parts += ["-b", paths.relative(Path(info["path"]), project)]
         if d.get("shots"):
             parts += ["--shots", str(d["shots"])]
         if d.get("mode"):
@@ -325,13 +325,6 @@ def _eval_commands(recipe: str, results: list[tuple[Path, dict[str, Any]]], proj
         if d.get("label") in ("finetuned", "merged", "base"):
             commands[" ".join(shlex.quote(p) for p in parts)] = None
     return list(commands)
-
-
-def _rel(path: Path, project: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(project.resolve()))
-    except ValueError:
-        return str(path)
 
 
 # A tiny Markdown -> HTML for the subset build_markdown writes (headings, lists, tables, code, images).

@@ -451,7 +451,6 @@ class _TrackedLines:
     def __init__(self, lines: Iterator[str]) -> None:
         self._lines = iter(lines)
         self.span: list[str] = []
-        self.eof = False
 
     def rest(self) -> Iterator[str]:
         """The lines not read yet."""
@@ -461,11 +460,7 @@ class _TrackedLines:
         return self
 
     def __next__(self) -> str:
-        try:
-            line = next(self._lines)
-        except StopIteration:
-            self.eof = True
-            raise
+        line = next(self._lines)
         self.span.append(line)
         return line
 
