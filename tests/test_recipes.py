@@ -194,3 +194,11 @@ def test_cli_render_writes_files(registry_project):
     assert "FORCE_TORCHRUN=1" in (out / "launch.env").read_text()
     assert "NPROC_PER_NODE=8" in (out / "launch.env").read_text()
     assert render("recipes/tcm-full-z3.yaml").configs["train.yaml"]["deepspeed"] == "build/tcm-full-z3/deepspeed.json"
+
+
+def test_a_folder_given_as_the_recipe_is_one_clear_line(registry_project):
+    result = CliRunner().invoke(main, ["render", "recipes"])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert "recipes: is a folder, not a recipe file" in message
