@@ -73,7 +73,7 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
 
 def worker_factory_kit(src: str, work: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    from factory_kit.dataimport import import_source
+    from factory_kit.data.importer import import_source
 
     t = time.perf_counter()
     r = import_source(src, "bench", project=Path(work), dedup="exact")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit import launch, tinymodel
-from factory_kit.paths import KIT_DIR
+from factory_kit.run import launch, tinymodel
+from factory_kit.core.paths import KIT_DIR
 
 os.environ.update(launch.OFFLINE_ENV)
 

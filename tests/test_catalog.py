@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit import catalog
-from factory_kit.catalog import ModelFamily, ModelInfo, families, resolve
-from factory_kit.errors import FactoryKitError
+from factory_kit.recipe import catalog
+from factory_kit.recipe.catalog import ModelFamily, ModelInfo, families, resolve
+from factory_kit.core.errors import FactoryKitError
 
 
 def _llamafactory_file(rel: str) -> str:
@@ -212,7 +212,7 @@ def test_yaml_typo_is_reported(tmp_path):
 def test_import_does_not_pull_in_torch_or_llamafactory():
     code = (
         "import importlib.util, sys\n"
-        "import factory_kit.catalog as c\n"
+        "import factory_kit.recipe.catalog as c\n"
         "c.resolve('Qwen/Qwen2.5-7B-Instruct')\n"
         "importlib.util.find_spec('llamafactory')\n"  # finding the package is not importing it
         "bad = [m for m in ('torch', 'llamafactory', 'transformers') if m in sys.modules]\n"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit.dataimport import import_source
-from factory_kit.errors import FactoryKitError
+from factory_kit.data.importer import import_source
+from factory_kit.core.errors import FactoryKitError
 
 
 def jl(*rows) -> str:
@@ -360,8 +360,8 @@ def test_blank_tabular_rows_are_not_rows_but_are_reported(project):
     import openpyxl
     from click.testing import CliRunner
 
-    from factory_kit.cli_data import data
-    from factory_kit.dataimport import import_source
+    from factory_kit.cli.data import data
+    from factory_kit.data.importer import import_source
 
     rows = [["问题", "答案"], ["头痛怎么办", "休息"], ["发热怎么办", "补液"], ["", ""], ["咳嗽怎么办", "润肺"],
             ["失眠怎么办", "安神"]]

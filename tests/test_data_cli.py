@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
-from factory_kit.cli_data import data
-from factory_kit.paths import SAMPLES_DIR
+from factory_kit.cli.data import data
+from factory_kit.core.paths import SAMPLES_DIR
 
 
 def invoke(*args: str):
@@ -106,7 +106,7 @@ def test_stats_on_hand_written_entry(project):
     (project / "data" / "demo.json").write_text(json.dumps([
         {"instruction": "问", "input": "", "output": "答", "history": [["前问", "前答"]]},
         {"instruction": "问2", "input": "", "output": "答2", "history": []}], ensure_ascii=False), encoding="utf-8")
-    from factory_kit import registry
+    from factory_kit.data import registry
 
     registry.register(project / "dataset_info", {"demo": {"file_name": "../data/demo.json",
                                                           "columns": {"prompt": "instruction", "query": "input",
@@ -121,7 +121,7 @@ def test_import_refuses_to_take_over_another_imports_split(project):
 
     from click.testing import CliRunner
 
-    from factory_kit.cli_data import data
+    from factory_kit.cli.data import data
 
     src = project / "qa.jsonl"
     src.write_text("".join(json.dumps({"instruction": f"问题{i}", "output": f"回答{i}"}, ensure_ascii=False) + "\n"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit.dataimport import import_source
-from factory_kit.errors import FactoryKitError
-from factory_kit.paths import SAMPLES_DIR
+from factory_kit.data.importer import import_source
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.core.paths import SAMPLES_DIR
 
 
 def jl(*rows) -> str:
@@ -142,7 +142,7 @@ def test_openai_messages(project):
 def test_openai_tool_calls_arguments_are_objects_and_dropped_text_is_reported(project):
     from click.testing import CliRunner
 
-    from factory_kit.cli_data import data
+    from factory_kit.cli.data import data
 
     def call(args, content=None) -> dict:
         return {"role": "assistant", "content": content,
@@ -309,7 +309,7 @@ def test_text_jsonl_and_token_chunks(project, tiny_model):
     f = write(project, "t.jsonl", jl({"text": "第一段。\n\n第二段。"}, {"text": ""}, {"content": "".join(f"另一篇第{i}句。" for i in range(200))}))
     r = import_source(f, "t", fmt="text", chunk_tokens=64, tokenizer=str(tiny_model))
     assert r.quarantined == 1 and reasons(r) == ['field "text" is empty']
-    from factory_kit.stats import load_tokenizer
+    from factory_kit.data.tokens import load_tokenizer
 
     tok = load_tokenizer(tiny_model)
     rows = rows_of(project, "t")
@@ -425,7 +425,7 @@ def test_multi_answer_items_train_but_stay_out_of_the_benchmark(project):
 
     from click.testing import CliRunner
 
-    from factory_kit.cli_data import data
+    from factory_kit.cli.data import data
     from factory_kit.evaluate import benchmarks as bm
 
     rows = [{"question": "多选：属于五脏的是？", "options": ["心", "胆", "肝", "胃"], "answer": "AC"},
@@ -461,7 +461,7 @@ def test_mcq_answer_in_exam_bank_forms(project):
 def test_only_multi_answer_items_write_no_benchmark(project):
     from click.testing import CliRunner
 
-    from factory_kit.cli_data import data
+    from factory_kit.cli.data import data
 
     rows = [{"question": f"多选{i}？", "options": ["心", "胆", "肝", "胃"], "answer": "A、C"} for i in range(2)]
     (project / "multi.jsonl").write_text(jl(*rows), encoding="utf-8")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit import launch
-from factory_kit.dataimport import import_source
-from factory_kit.paths import SAMPLES_DIR
+from factory_kit.run import launch
+from factory_kit.data.importer import import_source
+from factory_kit.core.paths import SAMPLES_DIR
 from tests.conftest import write_train_yaml
 
 pytestmark = pytest.mark.timeout(600)

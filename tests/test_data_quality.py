@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit import dataimport, registry
-from factory_kit.dataimport import import_source
-from factory_kit.errors import FactoryKitError
-from factory_kit.paths import SAMPLES_DIR
-from factory_kit.pii import Redactor, parse_kinds, redact
-from factory_kit.quality import Normalizer
-from factory_kit.split import assign, parse_ratios, sizes
+from factory_kit.data import importer as dataimport, registry
+from factory_kit.data.importer import import_source
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.core.paths import SAMPLES_DIR
+from factory_kit.data.pii import Redactor, parse_kinds, redact
+from factory_kit.data.quality import Normalizer
+from factory_kit.data.split import assign, parse_ratios, sizes
 
 
 def jl(*rows) -> str:
@@ -324,7 +324,7 @@ def test_streaming_memory_is_bounded(project):
                                  "output": f"辨证论治，方药加减{i}。" * 8}, ensure_ascii=False) + "\n")
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its
     # (large) pytest parent's peak.
-    code = ("import re, sys; from factory_kit.dataimport import import_source;"
+    code = ("import re, sys; from factory_kit.data.importer import import_source;"
             "r = import_source(sys.argv[1], 'big', workers=1);"
             "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1);"
             "print(r.accepted, int(hwm) // 1024)")

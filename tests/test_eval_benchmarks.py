@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from factory_kit.cli_eval import COMMANDS, compare, eval_cmd
-from factory_kit.errors import FactoryKitError
+from factory_kit.cli.evaluate import COMMANDS, compare, eval_cmd
+from factory_kit.core.errors import FactoryKitError
 from factory_kit.evaluate import benchmarks as bm
 from factory_kit.evaluate.extract import extract_letter
-from factory_kit.paths import SAMPLES_DIR
+from factory_kit.core.paths import SAMPLES_DIR
 
 from eval_helpers import always_a_model, write_jsonl
 

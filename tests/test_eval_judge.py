@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from factory_kit import launch
-from factory_kit.errors import FactoryKitError
+from factory_kit.run import launch
+from factory_kit.core.errors import FactoryKitError
 from factory_kit.evaluate import judge
 
 from eval_helpers import write_jsonl

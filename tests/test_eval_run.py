@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from factory_kit import runs
-from factory_kit.cli_eval import compare, eval_cmd, report
+from factory_kit.run import records as runs
+from factory_kit.cli.evaluate import compare, eval_cmd, report
 from factory_kit.evaluate import benchmarks as bm
-from factory_kit.paths import KIT_DIR, SAMPLES_DIR
+from factory_kit.core.paths import KIT_DIR, SAMPLES_DIR
 
 from eval_helpers import write_jsonl
 
@@ -152,7 +152,7 @@ def test_report_renders_real_loss_curves(trained):
 
 def test_report_shows_what_the_run_used_not_a_later_render(trained):
     proj, _ = trained
-    from factory_kit.render import render
+    from factory_kit.recipe.render import render
 
     render("recipes/demo-tiny.yaml", ["train.learning_rate=9e-9"])  # build/ now differs from the run
     result = CliRunner().invoke(report, ["recipes/demo-tiny.yaml", "--no-html", "--out", "rep3"])

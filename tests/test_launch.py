@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from factory_kit import launch
-from factory_kit.errors import LaunchError
+from factory_kit.run import launch
+from factory_kit.core.errors import LaunchError
 
 
 def test_success_streams_and_keeps_tail(tmp_path, capsys):
@@ -72,7 +72,7 @@ def test_sigterm_to_us_stops_the_child_group(tmp_path):
 
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
-    parent = ("import sys; from factory_kit import launch; "
+    parent = ("import sys; from factory_kit.run import launch; "
               f"launch.run([sys.executable, '-c', {child!r}], echo=False)")
     proc = subprocess.Popen([sys.executable, "-c", parent])
     deadline = time.monotonic() + 30

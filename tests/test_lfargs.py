@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 
-from factory_kit import lfargs
+from factory_kit.recipe import lfargs
 
 
 def test_snapshot_matches_installed_llamafactory():
-    code = "import json; from factory_kit import lfargs; print(json.dumps(lfargs.introspect()))"
+    code = "import json; from factory_kit.recipe import lfargs; print(json.dumps(lfargs.introspect()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     live = json.loads(done.stdout.strip().splitlines()[-1])
-    assert live == lfargs.snapshot(), "refresh with `python -m factory_kit.lfargs`"
+    assert live == lfargs.snapshot(), "refresh with `python -m factory_kit.recipe.lfargs`"
     assert len(live["train"]) > 300 and len(live["infer"]) > 200
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from factory_kit import recipe as recipe_mod
+from factory_kit.recipe import load as recipe_mod
 from factory_kit.cli import main
-from factory_kit.errors import FactoryKitError
-from factory_kit.render import render
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.recipe.render import render
 
 BAD = Path(__file__).parent / "bad_recipes"
 
@@ -101,7 +101,7 @@ def test_thinking_off_is_refused_for_reasoning_models_and_think_data(registry_pr
 
 
 def test_packing_is_written_whenever_set(registry_project):
-    from factory_kit.render import render
+    from factory_kit.recipe.render import render
 
     assert render("recipes/tcm-lora.yaml", ["train.packing=true"], write=False).configs["train.yaml"]["packing"] is True
     assert render("recipes/tcm-pt.yaml", ["train.packing=false"], write=False).configs["train.yaml"]["packing"] is False

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from factory_kit import catalog, lfargs
-from factory_kit.errors import FactoryKitError
-from factory_kit.recipe import HARDWARE, METHODS, STAGES
-from factory_kit.render import render, to_yaml
+from factory_kit.recipe import catalog, lfargs
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.recipe.load import HARDWARE, METHODS, STAGES
+from factory_kit.recipe.render import render, to_yaml
 
 GOLDEN = Path(__file__).parent / "golden"
 SHIPPED = ["tcm-lora", "tcm-qlora", "tcm-full-z3", "tcm-pt", "tcm-dpo", "medical-o1-cot", "demo-tiny"]

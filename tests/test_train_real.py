@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from factory_kit import runs
+from factory_kit.run import records as runs
 from factory_kit.cli import main
-from factory_kit.errors import FactoryKitError, LaunchError
+from factory_kit.core.errors import FactoryKitError, LaunchError
 
 FAST = ["train.epochs=2", "train.batch_size=4", "train.cutoff_len=64", "train.logging_steps=1",
         "train.eval_steps=2"]

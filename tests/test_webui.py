@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory_kit import llamaboard, webui
-from factory_kit.llamaboard import UI_DEFAULTS, llamaboard_config, write_llamaboard_config
+from factory_kit.recipe import llamaboard
+from factory_kit.run import webui
+from factory_kit.recipe.llamaboard import UI_DEFAULTS, llamaboard_config, write_llamaboard_config
 
 CONTEXT = {"recipe_name": "demo", "model": "models/tiny-qwen2", "template": "qwen",
            "method": "lora", "stage": "sft", "family": "qwen2.5"}

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
-from ..errors import FactoryKitError
+from factory_kit.core import paths
+from factory_kit.core.errors import FactoryKitError
 
 
 @dataclass
@@ -72,7 +72,7 @@ def _slug(text: str) -> str:
 def default_mode(model: str, project: Path, thinking: bool | None = None) -> tuple[str, str | None]:
     """generate for reasoning models (catalog thinking: always, or optional and switched on)."""
     try:
-        from .. import catalog
+        from factory_kit.recipe import catalog
 
         family_thinking = catalog.resolve(model, base_dir=project).family.thinking
     except Exception:  # unknown model / catalog not available: score by log-likelihood
@@ -96,8 +96,8 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
     rendered = None
     ctx: dict[str, Any] = {}
     if recipe is not None:
-        from ..render import render
-        from ..runs import trained_model_dir
+        from factory_kit.recipe.render import render
+        from factory_kit.run.records import trained_model_dir
 
         rendered = render(recipe, overrides, project=project, write=True, check_data=False)
         ctx = rendered.context
@@ -151,7 +151,7 @@ def result_suffix(o: EvalOptions, benches) -> str:
 
 def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
     """Benchmarks (and base-vs-tuned compare), then generation metrics and the judge, as asked."""
-    from . import benchmarks as bm
+    from factory_kit.evaluate import benchmarks as bm
 
     written: list[Path] = []
     results: dict[str, Path] = {}
@@ -178,7 +178,7 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
                 written.append(path)
                 console.print(bm.accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))
             if p.base is not None:
-                from .compare import compare as do_compare
+                from factory_kit.evaluate.compare import compare as do_compare
 
                 tuned = p.targets[-1].label
                 md, png = do_compare(results["base"], results[tuned], p.out_dir / f"before-after{suffix}",
@@ -186,7 +186,7 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
                 written += [md, png]
                 console.print(md.read_text(encoding="utf-8"), markup=False, soft_wrap=True)
     if o.predict or o.judge:
-        from . import generation
+        from factory_kit.evaluate import generation
 
         if p.rendered is None:
             raise FactoryKitError("--predict/--judge need a RECIPE (its template, eval datasets and output_dir)")
@@ -199,7 +199,7 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
             console.print(generation.metrics_table(metrics))
             written += [pred_dir / "generation.json", pred_dir / "generated_predictions.jsonl"]
         if o.judge:
-            from . import judge as judge_mod
+            from factory_kit.evaluate import judge as judge_mod
 
             summary = judge_mod.judge_predictions(pred_dir / "generated_predictions.jsonl", p.out_dir / "judge",
                                                   model=o.judge_model, base_url=o.judge_base_url)

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import launch, paths
-from ..errors import FactoryKitError
+from factory_kit.run import launch
+from factory_kit.core import paths
+from factory_kit.core.errors import FactoryKitError
 
 LETTERS = "ABCDEFGHIJ"
 MODES = ("loglikelihood", "generate")
@@ -472,7 +473,7 @@ def _context_of(row: dict[str, Any]) -> str | None:
 
 def parse_results(out_dir: Path, taskset: TaskSet, mode: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Per-benchmark, per-subject and overall accuracy, and one row per item, from lm-eval's files."""
-    from .extract import extract_letter
+    from factory_kit.evaluate.extract import extract_letter
 
     results_file = _latest(out_dir, "results_*.json")
     if results_file is None:

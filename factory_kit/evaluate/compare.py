@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FactoryKitError
-from .benchmarks import load_result
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.evaluate.benchmarks import load_result
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
              "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
@@ -96,7 +96,7 @@ def _correct(rows: dict[tuple[str, str], dict[str, Any]] | None) -> dict[tuple[s
 def restrict_to_common(a: dict[str, Any], b: dict[str, Any], a_rows, b_rows) -> tuple[dict, dict, int] | None:
     """A and B re-scored over only the items both scored (by benchmark and item id), and how many;
     None when the item sets are the same, unknown (no items files) or share nothing."""
-    from .benchmarks import summarize
+    from factory_kit.evaluate.benchmarks import summarize
 
     if a_rows is None or b_rows is None or set(a_rows) == set(b_rows):
         return None

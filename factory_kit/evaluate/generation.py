@@ -12,8 +12,10 @@ from typing import Any
 
 from rich.table import Table
 
-from .. import launch, lfargs, paths
-from ..errors import FactoryKitError
+from factory_kit.run import launch
+from factory_kit.recipe import lfargs
+from factory_kit.core import paths
+from factory_kit.core.errors import FactoryKitError
 
 NEEDED = {"jieba": "jieba", "nltk": "nltk", "rouge_chinese": "rouge-chinese"}
 METRIC_NAMES = ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l")
@@ -75,7 +77,7 @@ def predict(rendered: Any, model: str, adapter: str | None, out_dir: Path, *, da
     if not datasets:
         raise FactoryKitError(f"{rendered.recipe.path}: no eval_datasets to generate on; "
                               "set `eval_datasets:` in the recipe or pass --predict-dataset NAME")
-    from .. import registry
+    from factory_kit.data import registry
 
     entries = registry.load(paths.project_dir() / rendered.context["dataset_dir"])
     for name in datasets:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import FactoryKitError
+from factory_kit.core.errors import FactoryKitError
 
 CRITERIA = ("accuracy", "relevance", "completeness", "safety")
 TEMPLATE = "eval/judge.md.j2"
@@ -44,7 +44,7 @@ def settings(model: str | None = None, base_url: str | None = None) -> tuple[str
 
 
 def render_prompt(question: str, reference: str | None, answer: str) -> str:
-    from ..render import environment
+    from factory_kit.core.templates import environment
 
     return environment().get_template(TEMPLATE).render(question=question.strip(), reference=(reference or "").strip(),
                                                        answer=answer.strip()).strip() + "\n"
@@ -52,7 +52,7 @@ def render_prompt(question: str, reference: str | None, answer: str) -> str:
 
 def _redactor():
     try:
-        from ..pii import redact
+        from factory_kit.data.pii import redact
     except ImportError:  # pragma: no cover - pii ships with factory-kit
         return lambda text: text
     return lambda text: redact(text)[0]

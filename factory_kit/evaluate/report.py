@@ -16,8 +16,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .. import paths, registry
-from ..errors import FactoryKitError
+from factory_kit.core import paths
+from factory_kit.data import registry
+from factory_kit.core.errors import FactoryKitError
 
 
 def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
@@ -29,7 +30,7 @@ def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
     if candidate.is_dir():
         output_dir = candidate
     elif candidate.is_file() or not candidate.suffix:
-        from ..render import render
+        from factory_kit.recipe.render import render
 
         try:
             rendered = render(run, (), project=project, write=False, check_data=False)
@@ -49,7 +50,7 @@ def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
                               "recipe (or its training output folder): its report includes the results in "
                               "<output_dir>/eval/, or compare result files with `factory-kit compare A B`")
     if rendered is None and record.get("recipe"):
-        from ..render import render
+        from factory_kit.recipe.render import render
 
         recipe_path = Path(record["recipe"])
         if not recipe_path.is_absolute():
@@ -63,7 +64,7 @@ def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
 
 
 def loss_chart(output_dir: Path, path: Path, title: str) -> Path | None:
-    from ..runs import read_losses
+    from factory_kit.run.records import read_losses
 
     losses, eval_losses = read_losses(output_dir)
     if not losses and not eval_losses:
@@ -146,7 +147,7 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
               f"- Command: `{' '.join(record.get('command', []))}`",
               f"- Git commit: `{record.get('git_commit') or 'unknown'}`", ""]
 
-    from ..runs import read_losses
+    from factory_kit.run.records import read_losses
 
     losses, eval_losses = read_losses(output_dir)
     lines += ["## Loss", ""]

@@ -1,0 +1,4 @@
+"""The small core every stage may use: paths, errors, console, atomic file io, YAML scalars, templates.
+
+It imports nothing else from factory_kit.
+"""

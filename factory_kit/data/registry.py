@@ -1,0 +1,102 @@
+"""dataset_info.json: the registry LLaMA-Factory and its web UI read.
+
+Writes merge into what is there (never overwrite other entries), are atomic (temp file +
+rename, so a crash never leaves half a registry) and locked (fcntl lock file, so several
+imports at once do not lose each other's entries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from factory_kit.core.errors import FactoryKitError
+
+REGISTRY_FILE = "dataset_info.json"
+
+
+def registry_path(registry_dir: Path) -> Path:
+    return Path(registry_dir) / REGISTRY_FILE
+
+
+def load(registry_dir: Path) -> dict[str, Any]:
+    """Read the registry; a missing file is an empty registry."""
+    path = registry_path(registry_dir)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FactoryKitError(
+            f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file or restore it from git"
+        ) from None
+    if not isinstance(data, dict):
+        raise FactoryKitError(f"{path}: expected a JSON object of dataset entries")
+    return data
+
+
+@contextlib.contextmanager
+def _locked(registry_dir: Path) -> Iterator[None]:
+    Path(registry_dir).mkdir(parents=True, exist_ok=True)
+    lock_path = Path(registry_dir) / ".dataset_info.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dataset_info.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def register(registry_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
+    """Merge ``entries`` (name -> dataset_info entry) into the registry; returns its path."""
+    path = registry_path(registry_dir)
+    with _locked(registry_dir):
+        data = load(registry_dir)
+        data.update(entries)
+        _write_atomic(path, data)
+    return path
+
+
+def unregister(registry_dir: Path, names: list[str]) -> None:
+    path = registry_path(registry_dir)
+    with _locked(registry_dir):
+        data = load(registry_dir)
+        for name in names:
+            data.pop(name, None)
+        _write_atomic(path, data)
+
+
+def file_name_for(registry_dir: Path, data_file: Path) -> str:
+    """``file_name`` as LLaMA-Factory wants it: relative to dataset_dir (the registry folder)."""
+    return os.path.relpath(Path(data_file).resolve(), Path(registry_dir).resolve())
+
+
+def import_metas(meta_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The import records in ``data/meta/`` (one JSON per `data import`), sorted; unreadable ones skipped."""
+    for path in sorted(meta_dir.glob("*.json")) if meta_dir.is_dir() else []:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            yield path, meta

@@ -1,0 +1,391 @@
+"""Recipes: short YAML files a user keeps in git, loaded into one checked, merged mapping.
+
+- ``extends``: a parent recipe (path relative to the child); maps merge, lists replace.
+- overrides: ``--set train.learning_rate=5e-5`` (values parsed as YAML 1.2, so typed).
+- schema: unknown keys fail with the file, the key and a "did you mean" suggestion;
+  wrong types fail with the expected type. YAML 1.2 reads ``1e-4`` as a number.
+Every value remembers where it came from (file or ``--set``) for ``factory-kit show``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from factory_kit.core.errors import FactoryKitError
+
+METHODS = ("lora", "qlora", "dora", "full", "freeze")
+STAGES = ("pt", "sft", "dpo", "kto")
+HARDWARE = ("single", "ds-z2", "ds-z3", "ds-z3-offload", "multi-node", "ray")
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+# key -> (type(s), default, choices). A dict value is a nested section.
+num = (int, float)
+SCHEMA: dict[str, Any] = {
+    "extends": ((str,), None, None),
+    "description": ((str,), "", None),
+    "model": ((str,), None, None),
+    "template": ((str,), None, None),
+    "method": ((str,), "lora", METHODS),
+    "stage": ((str,), "sft", STAGES),
+    "datasets": ((list,), None, None),
+    "eval_datasets": ((list,), [], None),
+    "val_size": (num, 0.0, None),
+    "mix": {
+        "strategy": ((str,), "concat", ("concat", "interleave_under", "interleave_over", "interleave_once")),
+        "probs": ((list,), None, None),
+    },
+    "hardware": ((str,), "single", HARDWARE),
+    "precision": ((str,), "bf16", PRECISIONS),
+    "thinking": ((bool,), None, None),
+    "output_dir": ((str,), None, None),
+    "overwrite": ((bool,), False, None),
+    "train": {
+        "epochs": (num, 3.0, None),
+        "max_steps": ((int,), None, None),
+        "learning_rate": (num, 1.0e-4, None),
+        "cutoff_len": ((int,), None, None),
+        "batch_size": ((int,), 2, None),
+        "grad_accum": ((int,), 8, None),
+        "scheduler": ((str,), "cosine", None),
+        "warmup_ratio": (num, 0.1, None),
+        "weight_decay": (num, 0.0, None),
+        "max_grad_norm": (num, 1.0, None),
+        "max_samples": ((int,), None, None),
+        "logging_steps": ((int,), 10, None),
+        "save_steps": ((int,), 500, None),
+        "eval_steps": ((int,), 500, None),
+        "seed": ((int,), 42, None),
+        "gradient_checkpointing": ((bool,), True, None),
+        "packing": ((bool,), None, None),  # None: LLaMA-Factory's default (pt packs, sft does not)
+        "workers": ((int,), 4, None),
+        "plot_loss": ((bool,), True, None),
+    },
+    "lora": {
+        "rank": ((int,), 16, None),
+        "alpha": ((int,), 32, None),
+        "dropout": (num, 0.05, None),
+        "target": ((str,), None, None),
+    },
+    "quant": {
+        "bits": ((int,), 4, (4, 8)),
+        "type": ((str,), "nf4", ("nf4", "fp4")),
+        "double": ((bool,), True, None),
+    },
+    "freeze": {
+        "trainable_layers": ((int,), 2, None),
+        "trainable_modules": ((str,), "all", None),
+    },
+    "pref": {
+        "beta": (num, 0.1, None),
+        "loss": ((str,), "sigmoid", ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")),
+        "ftx": (num, 0.0, None),
+    },
+    "nodes": {
+        "count": ((int,), 1, None),
+        "gpus_per_node": ((int,), 1, None),
+        "master_addr": ((str,), "127.0.0.1", None),
+        "master_port": ((int,), 29500, None),
+        "backend": ((str,), None, ("nccl", "gloo")),
+        "ray_workers": ((int,), 1, None),
+    },
+    "predict": {
+        "enabled": ((bool,), False, None),
+        "max_new_tokens": ((int,), 512, None),
+    },
+    "export": {
+        "merge": ((bool,), True, None),
+        "dir": ((str,), None, None),
+        "size_gb": ((int,), 5, None),
+        "gguf": ((str,), None, None),
+        "ollama": ((bool,), False, None),
+        "hub_repo": ((str,), None, None),
+    },
+    "infer": {
+        "backend": ((str,), "huggingface", ("huggingface", "vllm", "sglang")),
+        "max_new_tokens": ((int,), 512, None),
+        "temperature": (num, 0.7, None),
+        "top_p": (num, 0.9, None),
+    },
+    "llamafactory": ((dict,), {}, None),
+}
+REQUIRED = ("model", "datasets")
+# Values that must be > 0 (or, for the second set, in [0, 1)): caught here, not after a model loads.
+POSITIVE = ("train.epochs", "train.max_steps", "train.learning_rate", "train.cutoff_len", "train.batch_size",
+            "train.grad_accum", "train.max_samples", "train.logging_steps", "train.save_steps", "train.eval_steps",
+            "train.workers", "lora.rank", "lora.alpha", "pref.beta", "nodes.count",
+            "nodes.gpus_per_node", "nodes.ray_workers", "export.size_gb", "infer.max_new_tokens",
+            "predict.max_new_tokens")
+FRACTIONS = ("train.warmup_ratio", "lora.dropout", "val_size")
+MAX_EXTENDS_DEPTH = 20
+
+
+def yaml_loader() -> YAML:
+    """YAML 1.2 safe loader: ``1e-4`` is a float, ``yes`` is a string."""
+    y = YAML(typ="safe", pure=True)
+    return y
+
+
+def parse_value(text: str) -> Any:
+    """Type a ``--set`` value the way YAML would (``5e-5`` -> float, ``true`` -> bool)."""
+    try:
+        return yaml_loader().load(io.StringIO(text)) if text.strip() else ""
+    except YAMLError:
+        return text
+
+
+@dataclass
+class Recipe:
+    path: Path
+    name: str
+    data: dict[str, Any]
+    origins: dict[str, str] = field(default_factory=dict)  # "train.epochs" -> "recipes/x.yaml"
+    chain: list[Path] = field(default_factory=list)
+
+    def where(self, dotted: str) -> str:
+        """The file (or --set) that set ``dotted`` or any key under it; the recipe itself otherwise."""
+        found = self.origins.get(dotted)
+        if found and found != "default":
+            return found
+        for key, origin in self.origins.items():
+            if key.startswith(dotted + ".") and origin != "default":
+                return origin
+        return str(self.path)
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FactoryKitError(f"{path}: recipe not found") from None
+    except IsADirectoryError:
+        raise FactoryKitError(f"{path}: is a folder, not a recipe file; name a .yaml file in it "
+                              "(`factory-kit ls recipes` lists them)") from None
+    except UnicodeDecodeError:
+        raise FactoryKitError(f"{path}: not UTF-8 text; save the recipe as UTF-8") from None
+    try:
+        data = yaml_loader().load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FactoryKitError(f"{path}{where}: invalid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FactoryKitError(f"{path}: a recipe must be a YAML mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix: str = "") -> dict:
+    """Maps merge recursively, everything else (lists included) replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origins, source, dotted + ".")
+        else:
+            out[key] = copy.deepcopy(value)
+            for k in [k for k in origins if k.startswith(dotted + ".")]:
+                del origins[k]
+            _record(origins, dotted, value, source)
+    return out
+
+
+def _record(origins: dict[str, str], dotted: str, value: Any, source: str) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _record(origins, f"{dotted}.{k}", v, source)
+    else:
+        origins[dotted] = source
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _load_chain(path: Path, seen: list[Path]) -> list[tuple[Path, dict]]:
+    path = path.resolve()
+    if path in seen:
+        cycle = " -> ".join(_display(p) for p in [*seen, path])
+        raise FactoryKitError(f"{_display(seen[-1])}: `extends` makes a cycle ({cycle}); remove one link")
+    if len(seen) > MAX_EXTENDS_DEPTH:
+        raise FactoryKitError(f"{_display(path)}: `extends` chain deeper than {MAX_EXTENDS_DEPTH}")
+    data = _read_yaml(path)
+    parent = data.get("extends")
+    chain: list[tuple[Path, dict]] = []
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise FactoryKitError(f"{_display(path)}: `extends` must be one file name, got {parent!r}")
+        parent_path = (path.parent / parent)
+        if not parent_path.exists():
+            raise FactoryKitError(
+                f"{_display(path)}: `extends: {parent}` not found (looked for {_display(parent_path)}); "
+                "paths are relative to the recipe's folder"
+            )
+        chain = _load_chain(parent_path, [*seen, path])
+    return [*chain, (path, data)]
+
+
+def _suggest(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else f"; known keys: {', '.join(options)}"
+
+
+def _type_name(types: tuple) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+             dict: "a mapping"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _validate(data: dict, schema: dict, origins: dict[str, str], prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        where = origins.get(dotted) or next(
+            (v for k, v in origins.items() if k.startswith(dotted + ".")), "recipe"
+        )
+        if key not in schema:
+            raise FactoryKitError(f"{where}: unknown key `{dotted}`{_suggest(key, list(schema))}")
+        spec = schema[key]
+        if isinstance(spec, dict):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise FactoryKitError(f"{where}: `{dotted}` must be a mapping of {', '.join(spec)}")
+            _validate(value, spec, origins, dotted + ".")
+            continue
+        types, _default, choices = spec
+        if value is None:
+            continue
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if not ok:
+            hint = " (write numbers unquoted, e.g. 1.0e-4)" if isinstance(value, str) and float in types else ""
+            raise FactoryKitError(
+                f"{where}: `{dotted}` must be {_type_name(types)}, got {value!r}{hint}"
+            )
+        if choices and value not in choices:
+            raise FactoryKitError(
+                f"{where}: `{dotted}: {value}` is not one of {', '.join(map(str, choices))}"
+                f"{_suggest(str(value), [str(c) for c in choices]) if isinstance(value, str) else ''}"
+            )
+
+
+def _with_defaults(data: dict, schema: dict) -> dict:
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            out[key] = _with_defaults(data.get(key) or {}, spec)
+        else:
+            value = data.get(key)
+            out[key] = copy.deepcopy(spec[1]) if value is None else value
+    return out
+
+
+def apply_override(data: dict, origins: dict[str, str], assignment: str) -> None:
+    """Apply one ``key.path=value`` override in place."""
+    if "=" not in assignment:
+        raise FactoryKitError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.learning_rate=5e-5")
+    dotted, text = assignment.split("=", 1)
+    dotted = dotted.strip()
+    if dotted == "extends":
+        raise FactoryKitError(f"--set {assignment}: `extends` belongs in the recipe file (it decides which "
+                              "files are read); write a small recipe that extends the one you want")
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise FactoryKitError(f"--set {dotted}: `{part}` is not a section")
+        node = child
+    value = parse_value(text)
+    node[parts[-1]] = value
+    _record(origins, dotted, value, "--set")
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load a recipe with its ``extends`` chain and overrides, validated, defaults filled."""
+    path = Path(path)
+    if not path.exists() and not path.suffix:
+        path = path.with_suffix(".yaml")
+    if not path.exists():
+        raise FactoryKitError(f"{path}: recipe not found; `factory-kit ls recipes` lists them")
+    chain = _load_chain(path, [])
+    origins: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    for file, data in chain:
+        merged = _merge(merged, data, origins, _display(file))
+    merged.pop("extends", None)
+    origins.pop("extends", None)
+    for assignment in overrides:
+        apply_override(merged, origins, assignment)
+    top = _display(path)
+    _validate(merged, SCHEMA, origins)
+    for key in REQUIRED:
+        if merged.get(key) in (None, "", []):
+            raise FactoryKitError(f"{top}: `{key}` is required (set it in the recipe or a parent it extends)")
+    for key in ("datasets", "eval_datasets"):
+        for item in merged.get(key) or []:
+            if not isinstance(item, str):
+                raise FactoryKitError(f"{top}: `{key}` must be a list of dataset names, got {item!r}")
+    full = _with_defaults(merged, SCHEMA)
+    _check_ranges(full, origins, top)
+    for dotted in _leaves(full):
+        origins.setdefault(dotted, "default")
+    return Recipe(path=path, name=path.stem, data=full, origins=origins, chain=[p for p, _ in chain])
+
+
+def _check_ranges(data: dict, origins: dict[str, str], top: str) -> None:
+    def value(dotted: str):
+        section, _, key = dotted.rpartition(".")
+        return (data.get(section) or {}).get(key) if section else data.get(key)
+
+    import math
+
+    for dotted in _leaves(data):
+        v = value(dotted)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be a finite number")
+    layers = value("freeze.trainable_layers")
+    if layers == 0:
+        raise FactoryKitError(f"{origins.get('freeze.trainable_layers', top)}: `freeze.trainable_layers: 0` trains "
+                              "nothing; use n > 0 for the last n layers or n < 0 for the first |n|")
+    port = value("nodes.master_port")
+    if port is not None and not 1 <= port <= 65535:
+        raise FactoryKitError(f"{origins.get('nodes.master_port', top)}: `nodes.master_port: {port}` is not a TCP "
+                              "port (1-65535); the default is 29500")
+    for dotted in POSITIVE:
+        v = value(dotted)
+        if v is not None and v <= 0:
+            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be greater than 0")
+    for dotted in FRACTIONS:
+        v = value(dotted)
+        if v is not None and not 0 <= v < 1:
+            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be a fraction in [0, 1)")
+
+
+def _leaves(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value and key != "llamafactory":
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"

@@ -1,0 +1,228 @@
+"""Render a recipe into LLaMA-Factory configs through Jinja templates.
+
+One recipe -> ``build/<recipe>/``: ``train.yaml`` (llamafactory-cli train), ``export.yaml``
+(merge), ``infer.yaml`` (chat/api), ``deepspeed.json`` for DeepSpeed profiles and
+``launch.env`` for torchrun/ray environments. Output is deterministic: same recipe,
+byte-identical files. Nothing here imports torch or llamafactory (render must be fast).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory_kit.recipe import catalog, lfargs
+from factory_kit.core import paths
+from factory_kit.recipe import load as recipe_mod
+from factory_kit.recipe.checks import check_combination, check_datasets, check_raw_keys
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.core.templates import environment
+from factory_kit.core.yamlio import to_yaml
+from factory_kit.recipe.llamaboard import write_llamaboard_config
+
+ADAPTER_METHODS = {"lora", "qlora", "dora"}
+@dataclass
+class Rendered:
+    recipe: recipe_mod.Recipe
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _refuse_spaces(label: str, value: str, where: str) -> None:
+    if " " in value:
+        raise FactoryKitError(
+            f"{where}: {label} {value!r} contains a space; llamafactory-cli's torchrun re-launch "
+            "splits its command line on spaces, so rename the folder (e.g. use '-' or '_')"
+        )
+
+
+def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
+    """Everything the templates need, derived once from the recipe and the model catalog."""
+    d = r.data
+    where = str(r.path)
+    try:
+        info = catalog.resolve(d["model"], base_dir=project, strict=not d["template"])
+    except FactoryKitError:
+        if not d["template"]:  # an explicit `template:` lets any model through
+            raise
+        info = None
+    family = info.family if info else None
+    template = d["template"] or family.template
+    method, stage, hardware = d["method"], d["stage"], d["hardware"]
+    train = d["train"]
+    cutoff = train["cutoff_len"] or (family.cutoff_len if family else 2048)
+    lora_target = d["lora"]["target"] or (family.lora_target if family else "all")
+    output_dir = d["output_dir"] or f"outputs/{r.name}"
+    build_rel = f"build/{r.name}"
+    for label, value in (("project folder", str(project)), ("output_dir", output_dir),
+                         ("model path", d["model"]), ("recipe path", str(r.path.resolve()))):
+        _refuse_spaces(label, value, where)
+    thinking = d["thinking"]
+    if thinking is None and family is not None and family.thinking == "optional":
+        thinking = False if stage != "pt" else None
+    quant = None
+    if method == "qlora" or (r.origins.get("quant.bits", "default") != "default"):
+        quant = d["quant"]
+    export_dir = d["export"]["dir"] or f"{output_dir}/merged"
+    ctx = {
+        "recipe_name": r.name,
+        "recipe_file": _shown_path(r.path, project),
+        "chain": [p.name for p in r.chain],
+        "model": d["model"],
+        "family": family.name if family else "custom",
+        "params_b": info.params_b if info else None,
+        "template": template,
+        "thinking": thinking,
+        "method": method,
+        "adapter": method in ADAPTER_METHODS,
+        "finetuning_type": "lora" if method in ADAPTER_METHODS else method,
+        "stage": stage,
+        "hardware": hardware,
+        "precision": d["precision"],
+        "quant": quant,
+        "lora": {**d["lora"], "target": lora_target},
+        "freeze": d["freeze"],
+        "pref": d["pref"],
+        "nodes": d["nodes"],
+        "predict": d["predict"],
+        "datasets": ",".join(d["datasets"]),
+        "eval_datasets": ",".join(d["eval_datasets"]),
+        "val_size": d["val_size"],
+        "mix": d["mix"],
+        "interleave_probs": ",".join(str(p) for p in d["mix"]["probs"]) if d["mix"]["probs"] else None,
+        "dataset_dir": "dataset_info",
+        "cutoff_len": cutoff,
+        "train": train,
+        "output_dir": output_dir,
+        "overwrite": d["overwrite"],
+        "build_dir": build_rel,
+        "deepspeed": f"{build_rel}/deepspeed.json" if hardware.startswith("ds-") else None,
+        "export": {**d["export"], "dir": export_dir},
+        "infer": d["infer"],
+        "overrides": d["llamafactory"],
+    }
+    return ctx
+
+
+def _shown_path(path: Path, project: Path) -> str:
+    """The recipe's path for file headers: relative to the project (or to factory-kit for a shipped
+    recipe), never an absolute machine path, so output stays the same on every machine."""
+    for base in (project, paths.KIT_DIR):
+        try:
+            return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+        except ValueError:
+            continue
+    return Path(path).name
+
+
+def _kv_factory(overrides: dict[str, Any]):
+    def kv(key: str, value: Any) -> str:
+        if key in overrides:
+            return f"# {key}: set under `llamafactory:` below"
+        return f"{key}: {to_yaml(value)}"
+    return kv
+
+
+def _render_template(env: jinja2.Environment, name: str, ctx: dict[str, Any], overrides: dict) -> str:
+    template = env.get_template(name)
+    text = template.render(**ctx, kv=_kv_factory(overrides), overrides_items=sorted(overrides.items()))
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip() + "\n"
+
+
+def _parse(text: str, label: str) -> dict[str, Any]:
+    data = recipe_mod.yaml_loader().load(text)
+    if not isinstance(data, dict):
+        raise FactoryKitError(f"{label}: template produced no mapping")
+    return data
+
+
+def render(
+    recipe_path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    project: Path | None = None,
+    write: bool = True,
+    check_data: bool = True,
+) -> Rendered:
+    """Load, check and render a recipe; write ``build/<recipe>/`` unless ``write`` is False."""
+    project = project or paths.project_dir()
+    r = recipe_mod.load(recipe_path, overrides)
+    ctx = build_context(r, project)
+    check_combination(r, ctx)
+    check_raw_keys(r)
+    if check_data:
+        ctx["dataset_formats"] = check_datasets(r, ctx, project / ctx["dataset_dir"])
+    env = environment()
+    out = Rendered(recipe=r, out_dir=project / ctx["build_dir"], context=ctx)
+    overrides_map = ctx["overrides"]
+    texts = {
+        "train.yaml": _render_template(env, "train.yaml.j2", ctx, overrides_map),
+        "export.yaml": _render_template(env, "export.yaml.j2", ctx, {}),
+        "infer.yaml": _render_template(env, "infer.yaml.j2", {**ctx, "merged": False}, {}),
+    }
+    if ctx["adapter"]:
+        texts["infer-merged.yaml"] = _render_template(env, "infer.yaml.j2", {**ctx, "merged": True}, {})
+    if ctx["deepspeed"]:
+        name = {"ds-z2": "z2", "ds-z3": "z3", "ds-z3-offload": "z3-offload"}[ctx["hardware"]]
+        texts["deepspeed.json"] = env.get_template(f"deepspeed/{name}.json.j2").render(**ctx).strip() + "\n"
+    launch_env = launch_environment(ctx)
+    if launch_env:
+        texts["launch.env"] = "".join(
+            [f"# Environment for llamafactory-cli train ({ctx['hardware']}), from {r.path.name}\n"]
+            + [f"{k}={v}\n" for k, v in launch_env.items()]
+        )
+    out.env = launch_env
+    for name in texts:
+        if not name.endswith(".yaml"):
+            continue
+        kind = "train" if name == "train.yaml" else "infer"
+        config = _parse(texts[name], name)
+        problems = lfargs.check(config, kind)
+        if problems:
+            key, message = problems[0]
+            origin = r.where(f"llamafactory.{key}")
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise FactoryKitError(f"{origin}: `llamafactory.{key}` in rendered {name}: {message}{more}")
+        out.configs[name] = config
+    if "deepspeed.json" in texts:
+        json.loads(texts["deepspeed.json"])  # a template bug must not reach a GPU
+    if write:
+        out.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in out.out_dir.glob("*"):
+            if stale.is_file() and stale.name not in texts:
+                stale.unlink()
+        for name, text in texts.items():
+            path = out.out_dir / name
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+            out.files[name] = path
+        # The web UI cannot read CLI YAMLs: also write its saved-arguments file for this recipe.
+        out.files["llamaboard.yaml"] = write_llamaboard_config(project, r.name, out.configs["train.yaml"], ctx)
+    return out
+
+
+def launch_environment(ctx: dict[str, Any]) -> dict[str, str]:
+    """torchrun / ray variables that llamafactory-cli reads, per hardware profile."""
+    hw, nodes = ctx["hardware"], ctx["nodes"]
+    if hw.startswith("ds-"):
+        return {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(nodes["gpus_per_node"])}
+    if hw == "multi-node":
+        return {
+            "FORCE_TORCHRUN": "1",
+            "NNODES": str(nodes["count"]),
+            "NPROC_PER_NODE": str(nodes["gpus_per_node"]),
+            "MASTER_ADDR": nodes["master_addr"],
+            "MASTER_PORT": str(nodes["master_port"]),
+            "NODE_RANK": "0",
+        }
+    if hw == "ray":
+        return {"USE_RAY": "1"}
+    return {}
