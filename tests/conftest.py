@@ -13,6 +13,25 @@ from factory_kit.core.paths import KIT_DIR
 
 os.environ.update(launch.OFFLINE_ENV)
 
+# Test tiers, assigned here so test files need no markers: `make test-fast` (-m "not slow") is
+# the inner loop; `make test` runs everything. A test is slow when it needs a fixture that runs
+# real parts (the tiny model, so llamafactory-cli/lm-eval runs on it; a web UI; a browser), or
+# is listed below because it starts such a part itself or feeds stress-sized input.
+SLOW_FIXTURES = {"tiny_model", "ui", "webui_project"}
+SLOW_TESTS = {
+    "test_lfargs.py::test_snapshot_matches_installed_llamafactory",  # imports llamafactory.hparams
+    "test_data_llamafactory.py::test_every_written_shape_aligns_in_llamafactory",  # LF's loader, ~20 s
+    "test_data_badinput.py::test_ten_megabyte_row",  # 10 MB row, imported twice, ~8 s
+    "test_data_quality.py::test_streaming_memory_is_bounded",  # 200k rows in a child, ~8 s
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = f"{item.path.name}::{item.originalname}"
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or name in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:

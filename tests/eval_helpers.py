@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 
-def always_a_model(src: Path, dest: Path) -> Path:
-    """A copy of the tiny model that prefers the answer " A" after any prompt.
+def always_a_model(src: Path, dest: Path, letter: str = "A", letters: str = "ABCDEFGH") -> Path:
+    """A copy of the tiny model that prefers the answer " A" (or `` letter``) after any prompt.
 
     The last layer's value projection is zeroed and given a large constant bias, so attention
     writes the same big vector into the residual stream whatever the input; the final hidden
@@ -30,12 +30,12 @@ def always_a_model(src: Path, dest: Path) -> Path:
         attn.o_proj.weight.zero_()
         attn.o_proj.weight[0, :] = 1.0
         emb = model.get_input_embeddings().weight
-        ids = {letter: tok(" " + letter, add_special_tokens=False)["input_ids"] for letter in "ABCDEFGH"}
+        ids = {x: tok(" " + x, add_special_tokens=False)["input_ids"] for x in letters}
         shared = set.intersection(*(set(v) for v in ids.values()))
-        for letter, token_ids in ids.items():
+        for x, token_ids in ids.items():
             for tid in token_ids:
                 if tid not in shared:
-                    emb[tid, 0] = 5.0 if letter == "A" else -5.0
+                    emb[tid, 0] = 5.0 if x == letter else -5.0
     model.save_pretrained(dest)
     return dest
 

@@ -181,7 +181,7 @@ def test_unknown_model_error_suggests_and_says_what_to_do():
         resolve("acme/Qwen2.6-7B-Instruct")
     msg = str(err.value)
     assert "acme/Qwen2.6-7B-Instruct" in msg and "did you mean" in msg.lower() and "qwen2.5" in msg
-    assert "template:" in msg and "factory_kit/catalog/models.yaml" in msg and "\n" not in msg
+    assert "template:" in msg and "factory_kit/recipe/catalog/models.yaml" in msg and "\n" not in msg
 
 
 def test_unknown_local_folder(tmp_path):
@@ -219,3 +219,83 @@ def test_import_does_not_pull_in_torch_or_llamafactory():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# ---------------------------------------------------------------- the catalog as the only edit
+
+NEW_FAMILY = """  zhongyi:
+    description: ZhongYi 7B, a made-up TCM reasoning model (Qwen2.5 base), added by a test
+    match: ["*zhongyi-*"]
+    template: qwen
+    stop_words: ["<|im_end|>"]
+    thinking: always
+    cot_format: "<思考>{thought}</思考>\\n{answer}"
+    lora_target: q_proj,v_proj
+    cutoff_len: 3072
+    params_b: {"7b": 7.1}
+"""
+
+
+def test_a_new_family_is_a_catalog_edit(registry_project, tmp_path, monkeypatch):
+    """A family added to a copy of models.yaml in $FACTORY_KIT_CATALOG resolves, renders, checks, lists
+    and evaluates with its own stop words and thinking markers: no code changes."""
+    from click.testing import CliRunner
+
+    from factory_kit.cli import main
+    from factory_kit.core.paths import CATALOG_DIR
+    from factory_kit.evaluate import benchmarks as bm
+    from factory_kit.evaluate.extract import extract_letter
+    from factory_kit.recipe.render import render
+
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    shipped = (CATALOG_DIR / "models.yaml").read_text(encoding="utf-8")
+    (folder / "models.yaml").write_text(shipped.replace("\nfamilies:\n", "\nfamilies:\n" + NEW_FAMILY, 1),
+                                        encoding="utf-8")
+    with pytest.raises(FactoryKitError, match="unknown model acme/ZhongYi-7B-Chat"):
+        resolve("acme/ZhongYi-7B-Chat")
+    monkeypatch.setenv(catalog.CATALOG_ENV, str(folder))
+    info = resolve("acme/ZhongYi-7B-Chat")
+    assert (info.family.name, info.params_b) == ("zhongyi", 7.1)
+    assert resolve("Qwen/Qwen2.5-7B-Instruct").family.name == "qwen2.5"  # the shipped families are all there
+    sets = ["--set", "model=acme/ZhongYi-7B-Chat"]
+    checked = CliRunner().invoke(main, ["check", "recipes/tcm-lora.yaml", *sets])
+    assert checked.exit_code == 0 and "zhongyi" in checked.output, checked.output
+    sets = ["model=acme/ZhongYi-7B-Chat", "lora.target=null", "train.cutoff_len=null"]  # the family's defaults
+    train = render("recipes/tcm-lora.yaml", sets, write=False).configs["train.yaml"]
+    assert (train["template"], train["lora_target"], train["cutoff_len"]) == ("qwen", "q_proj,v_proj", 3072)
+    listed = CliRunner().invoke(main, ["ls", "models"], terminal_width=250)
+    assert "zhongyi" in listed.output
+    family = catalog.family_of("acme/ZhongYi-7B-Chat")
+    assert family.stop_words == ("<|im_end|>",) and family.think_markers == ("<思考>", "</思考>")
+    bench_file = tmp_path / "b.jsonl"
+    bench_file.write_text(json.dumps({"id": "1", "subject": "中药学", "question": "麻黄汤的君药是？",
+                                      "options": {"A": "麻黄", "B": "桂枝"}, "answer": "A"},
+                                     ensure_ascii=False) + "\n", encoding="utf-8")
+    tasks = bm.write_tasks([bm.load_benchmark(bench_file)], tmp_path / "w", mode="generate",
+                           stop_words=family.stop_words, think=family.think_markers)
+    task = next(tasks.include_dir.glob("*.yaml")).read_text(encoding="utf-8")
+    assert "- <|im_end|>" in task and "endoftext" not in task
+    doc = json.loads(next(tasks.include_dir.glob("*.test.jsonl")).read_text(encoding="utf-8"))
+    assert extract_letter("<思考>不是B……</思考>\n答案：A", doc["letters"], doc["think"]) == "A"
+    assert extract_letter("<思考>想到一半，B", doc["letters"], doc["think"]) is None
+
+
+def test_stop_words_and_thinking_markers_per_family():
+    """Stop words agree with LLaMA-Factory's templates; the thinking markers come from cot_format."""
+    src = _llamafactory_file("data/template.py")
+    lf_stops: dict[str, list[str]] = {}
+    for block in re.split(r"\nregister_template\(", src)[1:]:
+        name = re.search(r'name="([^"]+)"', block)
+        stops = re.search(r"stop_words=\[([^\]]*)\]", block)
+        if name and stops:
+            lf_stops[name.group(1)] = re.findall(r'"([^"]+)"', stops.group(1))
+    for fam in families().values():
+        if fam.usable:
+            assert fam.stop_words, f"{fam.name}: no stop_words"
+            assert set(lf_stops.get(fam.template, [])) <= set(fam.stop_words), fam.name
+    assert families()["qwen2.5"].stop_words == ("<|im_end|>", "<|endoftext|>")
+    assert families()["qwen3"].think_markers == ("<think>", "</think>")
+    assert families()["huatuogpt-o1-qwen"].think_markers == ("## Thinking", "## Final Response")
+    assert families()["qwen2.5"].think_markers is None
+    assert catalog.family_of("no/such-model-anywhere") is None

@@ -192,9 +192,15 @@ def test_wrong_types(project, raw):
 
 
 def test_numbers_in_spreadsheets_are_text(project, raw):
+    """A CSV cell is text exactly as written: no number parsing that drops zeros or digits."""
+    cells = ["2", "007", "1.50", "1e3", "-0", "12345678901234567890", "3.0"]
     f = raw / "x.csv"
-    f.write_text("instruction,output\n1+1=?,2\n", encoding="utf-8")
-    check(import_source(f, "t"), project, 1, 0)
+    f.write_text("instruction,output\n" + "".join(f"第{i}题 1+1=?,{c}\n" for i, c in enumerate(cells)),
+                 encoding="utf-8")
+    check(import_source(f, "t"), project, len(cells), 0)
+    rows = [json.loads(line) for line in (project / "data" / "t.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["output"] for r in rows] == cells
+    assert rows[0]["instruction"] == "第0题 1+1=?"
 
 
 def test_empty_strings(project, raw):

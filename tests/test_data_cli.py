@@ -158,3 +158,45 @@ def test_samples_registers_what_every_shipped_recipe_names(project):
     for recipe in ("tcm-lora", "tcm-qlora", "tcm-full-z3", "tcm-pt", "tcm-dpo", "medical-o1-cot"):
         checked = runner.invoke(main, ["check", f"recipes/{recipe}.yaml"])
         assert checked.exit_code == 0, (recipe, checked.output)
+
+
+def test_import_and_stats_show_progress_per_block(project, monkeypatch):
+    """Rows done against an estimated total, updated per block of rows (never per row), in the
+    parallel path too; `data stats` likewise. (The bar itself is silent when not a terminal.)"""
+    import contextlib
+
+    from factory_kit.core import progress
+    from factory_kit.data.importer import import_source
+    from factory_kit.data.stats import compute
+
+    bars: list[tuple[str, int | None, list]] = []
+
+    class Bar:
+        def advance(self, n: float = 1) -> None:
+            raise AssertionError("progress is reported as rows done, not per row")
+
+        def update(self, *, completed=None, total=None, description=None) -> None:
+            bars[-1][2].append(completed)
+
+    @contextlib.contextmanager
+    def bar(description, total=None, unit="rows"):
+        bars.append((description, total, []))
+        yield Bar()
+
+    monkeypatch.setattr(progress, "bar", bar)
+    monkeypatch.setattr(progress, "enabled", lambda: True)
+    f = project / "p.jsonl"
+    f.write_text("".join(json.dumps({"instruction": f"问{i}", "output": f"答{i}"}, ensure_ascii=False) + "\n"
+                         for i in range(10000)), encoding="utf-8")
+    calls = []
+    for workers in (1, 2):
+        r = import_source(f, f"p{workers}", workers=workers, parallel_min_bytes=0,
+                          progress=lambda *counts: calls.append(counts))
+        assert r.accepted == 10000
+        description, total, done = bars[-1]
+        assert (description, total, done[-1]) == (f"importing p{workers}", 10000, 10000)
+        assert 1 <= len(done) <= 5 and done == sorted(done)
+    assert calls[-1] == (10000, 10000, 0)
+    compute("p1", project, plots=False)
+    description, total, done = bars[-1]
+    assert (description, total, done[-1]) == ("reading p1", 10000, 10000) and len(done) <= 5

@@ -469,3 +469,110 @@ def test_only_multi_answer_items_write_no_benchmark(project):
     assert result.exit_code == 0, result.output
     assert "2 multi-answer item(s) kept for SFT" in result.output and "no data/benchmarks/multi.jsonl written" in result.output
     assert len(rows_of(project, "multi")) == 2 and not (project / "data" / "benchmarks" / "multi.jsonl").exists()
+
+
+# --- LLaMA-Factory's own newer format: content as typed parts -----------------------------------
+
+def _part(kind: str, value: str) -> dict:
+    return {"type": kind, "value": value}
+
+
+def _msg(role: str, *parts: dict) -> dict:
+    return {"role": role, "content": list(parts), "loss_weight": 1.0 if role == "assistant" else 0.0}
+
+
+def test_llamafactory_content_parts(project):
+    """Messages whose content is a list of {"type": text|reasoning|tool_call, "value"} parts (what
+    LLaMA-Factory's v1 converters and templates produce), an empty system part, tools as a JSON string."""
+    call = json.dumps({"name": "lookup", "arguments": {"drug": "布洛芬"}}, ensure_ascii=False)
+    tools = json.dumps([{"name": "lookup", "description": "查说明书", "parameters": {"type": "object"}}],
+                       ensure_ascii=False)
+    f = write(project, "v1.jsonl", jl(
+        {"messages": [_msg("system", _part("text", "")), _msg("user", _part("text", "黄芪的功效？")),
+                      _msg("assistant", _part("reasoning", "先说归经。"), _part("text", "补气升阳。"))]},
+        {"messages": [_msg("user", _part("text", "布洛芬"), _part("text", "怎么吃？")),
+                      _msg("assistant", _part("reasoning", "要查说明书。"), _part("text", "我来查。"),
+                           _part("tool_call", call)),
+                      _msg("tool", _part("text", "每次200mg")), _msg("assistant", _part("text", "每次200mg。"))],
+         "tools": tools},
+        {"messages": [_msg("system", _part("text", "你是中医。")), _msg("user", _part("text", "看图")),
+                      _msg("assistant", _part("image_url", "x.png"))]},
+        {"messages": [_msg("user", _part("text", "问")), _msg("assistant", _part("tool_call", "not json"))]},
+        {"messages": [_msg("user", _part("reasoning", "用户不该有推理")), _msg("assistant", _part("text", "答"))]},
+    ))
+    r = import_source(f, "v1")
+    assert (r.format, r.accepted, r.quarantined) == ("openai", 2, 3), r.examples
+    assert reasons(r) == [
+        '"messages" turn 3 ("assistant") has non-text content (image_url); only text is imported',
+        "\"messages\" turn 2 (\"assistant\") has a tool_call part that is not JSON ('not json')",
+        '"messages" turn 1 ("user") has non-text content (reasoning); only text is imported',
+    ]
+    rows = rows_of(project, "v1")
+    # the reasoning as the CoT import writes it: a <think> block before the answer
+    assert rows[0]["messages"] == [{"role": "user", "content": "黄芪的功效？"},
+                                   {"role": "assistant", "content": "<think>\n先说归经。\n</think>\n\n补气升阳。"}]
+    assert [m["role"] for m in rows[1]["messages"]] == ["user", "function_call", "tool", "assistant"]
+    assert rows[1]["messages"][0]["content"] == "布洛芬怎么吃？"  # parts joined as LLaMA-Factory joins them
+    assert json.loads(rows[1]["messages"][1]["content"]) == [{"name": "lookup", "arguments": {"drug": "布洛芬"}}]
+    assert json.loads(rows[1]["tools"])[0]["name"] == "lookup"
+    assert r.tool_call_text_dropped == 1  # text and reasoning next to the call cannot go in a function_call turn
+    assert registry(project)["v1"]["tags"]["role_tag"] == "role"
+    # --cot-style applies to reasoning parts too
+    import_source(f, "v1_plain", cot_style="plain")
+    assert rows_of(project, "v1_plain")[0]["messages"][1]["content"] == "先说归经。\n\n补气升阳。"
+
+
+def test_llamafactory_converter_output_imports(project):
+    """Rows made by LLaMA-Factory's own v1 converters import as they are."""
+    conv = pytest.importorskip("llamafactory.v1.plugins.data_plugins.converter")
+    call = json.dumps({"name": "weather", "arguments": {"city": "北京"}})
+    samples = [
+        conv.alpaca_converter({"system": "", "instruction": "黄芪的功效？", "input": "", "output": "补气升阳。"}),
+        conv.alpaca_converter({"system": "你是中医。", "instruction": "当归", "input": "的功效？", "output": "补血。"}),
+        conv.sharegpt_converter({"conversations": [
+            {"from": "human", "value": "北京天气？"}, {"from": "function_call", "value": call},
+            {"from": "observation", "value": "晴"}, {"from": "gpt", "value": "晴天。"}],
+            "tools": json.dumps([{"name": "weather", "parameters": {"type": "object"}}])}),
+    ]
+    r = import_source(write(project, "lf.jsonl", jl(*samples)), "lf")
+    assert (r.format, r.accepted, r.quarantined) == ("openai", 3, 0), r.examples
+    rows = rows_of(project, "lf")
+    assert rows[0]["messages"] == [{"role": "user", "content": "黄芪的功效？"}, {"role": "assistant", "content": "补气升阳。"}]
+    assert rows[1]["messages"][0] == {"role": "system", "content": "你是中医。"}
+    assert [m["role"] for m in rows[2]["messages"]] == ["user", "function_call", "tool", "assistant"]
+    assert json.loads(rows[2]["messages"][1]["content"]) == [{"name": "weather", "arguments": {"city": "北京"}}]
+
+
+# --- a conversation ending with an unanswered user turn ------------------------------------------
+
+def test_trailing_unanswered_turn_is_dropped(project):
+    from click.testing import CliRunner
+
+    from factory_kit.cli.data import data
+
+    f = write(project, "c.jsonl", jl(
+        {"conversations": [{"from": "human", "value": "头痛怎么办？"}, {"from": "gpt", "value": "先辨证。"},
+                           {"from": "human", "value": "还有呢？"}]},
+        {"conversations": [{"from": "human", "value": "问"}, {"from": "gpt", "value": "答"}]},
+        {"conversations": [{"from": "human", "value": "没人回答"}]},  # nothing answered: still quarantined
+    ))
+    r = import_source(f, "c")
+    assert (r.accepted, r.quarantined) == (2, 1)
+    assert reasons(r) == ['"conversations" ends with a user turn (no answer to learn from)']
+    assert [t["value"] for t in rows_of(project, "c")[0]["conversations"]] == ["头痛怎么办？", "先辨证。"]
+    note = "1 conversation: trailing unanswered turn dropped"
+    assert r.notes == [note]
+    assert json.loads((project / "data/meta/c.json").read_text(encoding="utf-8"))["notes"] == [note]
+    out = CliRunner().invoke(data, ["import", str(f), "--name", "c"])
+    assert out.exit_code == 0 and f"note: {note}" in out.output
+
+    # OpenAI messages, counted the same in worker processes
+    rows = [{"messages": [{"role": "user", "content": f"问{i}"}, {"role": "assistant", "content": f"答{i}"},
+                          *([{"role": "user", "content": "谢谢"}] if i % 3 == 0 else [])]} for i in range(300)]
+    f = write(project, "o.jsonl", jl(*rows))
+    seq = import_source(f, "seq", workers=1)
+    par = import_source(f, "par", workers=2, parallel_min_bytes=0)
+    assert seq.notes == par.notes == ["100 conversations: trailing unanswered turn dropped"]
+    assert (project / "data/seq.jsonl").read_bytes() == (project / "data/par.jsonl").read_bytes()
+    assert rows_of(project, "seq")[0]["messages"] == [{"role": "user", "content": "问0"},
+                                                      {"role": "assistant", "content": "答0"}]

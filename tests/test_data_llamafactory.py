@@ -153,3 +153,31 @@ def test_every_written_shape_aligns_in_llamafactory(project, tmp_path):
     assert result["kto"]["first"]["_response"][1]["content"] == ""  # kto_tag true -> desirable
     assert len(result["multi"]["first"]["_prompt"]) == 1 and result["herbs"]["rows"] >= 1
     assert result["herbs"]["first"]["_prompt"][0]["content"].startswith("【黄芪】")
+
+
+def test_content_parts_and_trimmed_conversations_align_in_llamafactory(project, tmp_path):
+    """LLaMA-Factory's newer content-parts rows (reasoning kept as a <think> block, an empty
+    system part) and conversations whose unanswered last turn was dropped load through its own
+    loader + converter with no row dropped."""
+    parts = tmp_path / "parts.jsonl"
+    parts.write_text("\n".join(json.dumps({"messages": [
+        {"role": "system", "content": [{"type": "text", "value": ""}], "loss_weight": 0.0},
+        {"role": "user", "content": [{"type": "text", "value": f"问{i}"}], "loss_weight": 0.0},
+        {"role": "assistant", "content": [{"type": "reasoning", "value": "先辨证。"}, {"type": "text", "value": f"答{i}"}],
+         "loss_weight": 1.0}]}, ensure_ascii=False) for i in range(5)), encoding="utf-8")
+    assert import_source(parts, "parts").accepted == 5
+    trimmed = tmp_path / "trimmed.jsonl"
+    trimmed.write_text("\n".join(json.dumps({"conversations": [
+        {"from": "human", "value": f"问{i}"}, {"from": "gpt", "value": "答"}, {"from": "human", "value": "还有呢？"}]},
+        ensure_ascii=False) for i in range(4)), encoding="utf-8")
+    r = import_source(trimmed, "trimmed")
+    assert r.accepted == 4 and r.notes == ["4 conversations: trailing unanswered turn dropped"]
+    proc = subprocess.run([sys.executable, "-c", _ALIGN, str(project / "dataset_info"), "parts,trimmed"],
+                          capture_output=True, text=True, cwd=project, timeout=300,
+                          env={**launch.BASE_ENV, **launch.OFFLINE_ENV, "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert {k: (v["rows"], v["bad"]) for k, v in result.items()} == {"parts": (5, 0), "trimmed": (4, 0)}
+    assert result["parts"]["first"]["_response"][0]["content"] == "<think>\n先辨证。\n</think>\n\n答0"
+    assert result["parts"]["first"]["_system"] == ""
+    assert [m["content"] for m in result["trimmed"]["first"]["_prompt"]] == ["问0"]

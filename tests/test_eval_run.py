@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from factory_kit.run import records as runs
+from factory_kit.run import train
 from factory_kit.cli.evaluate import compare, eval_cmd, report
 from factory_kit.evaluate import benchmarks as bm
 from factory_kit.core.paths import KIT_DIR, SAMPLES_DIR
@@ -53,7 +53,7 @@ def trained(tmp_path_factory, tiny_model):
     os.chdir(proj)
     os.environ["FACTORY_KIT_PROJECT"] = str(proj)
     try:
-        result = runs.train("recipes/demo-tiny.yaml", ("train.eval_steps=2", "train.logging_steps=1",
+        result = train.train("recipes/demo-tiny.yaml", ("train.eval_steps=2", "train.logging_steps=1",
                                                        "train.epochs=2"), echo=False)
         yield proj, result
     finally:

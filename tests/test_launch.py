@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -85,3 +86,28 @@ def test_sigterm_to_us_stops_the_child_group(tmp_path):
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)
+
+
+def test_interactive_child_reads_our_stdin_and_shows_prompts_at_once():
+    """`factory-kit chat` in a terminal: the child reads our stdin, and a prompt without a newline
+    (or a token streamed alone) shows before the child waits for input; failures still get the tail."""
+    import subprocess
+    import time
+
+    child = ("import sys; name = input('name? '); print(name[::-1]); "
+             "print('ValueError: bad ' + name, file=sys.stderr); sys.exit(3)")
+    parent = ("import sys; from factory_kit.run import launch\n"
+              "try:\n"
+              f"    launch.run([sys.executable, '-c', {child!r}], interactive=True)\n"
+              "except launch.LaunchError as exc:\n"
+              "    print('ERR', exc)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"name? " not in seen:  # shown while the child still waits for its input
+        assert time.monotonic() < deadline and proc.poll() is None, seen
+        seen += os.read(proc.stdout.fileno(), 100)
+    out, _ = proc.communicate(b"abc\n", timeout=30)
+    text = (seen + out).decode()
+    assert "cba" in text
+    assert "ERR" in text and "failed (exit 3)" in text and "ValueError: bad abc" in text

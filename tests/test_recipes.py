@@ -46,6 +46,8 @@ BAD_CASES = {
     "raw_predict_z3.yaml": ["raw_predict_z3.yaml", "`llamafactory.do_predict` replaces a recipe setting",
                             "set `predict.enabled`"],
     "with space/ok.yaml": ["contains a space", "torchrun", "splits"],
+    "export_gguf.yaml": ["export_gguf.yaml", "`export.gguf` is not supported yet", "convert_hf_to_gguf.py"],
+    "export_merge.yaml": ["export_merge.yaml", "`export.merge` is not needed", "always merges the adapter"],
 }
 
 

@@ -11,11 +11,13 @@ import pytest
 
 from factory_kit.recipe import catalog, lfargs
 from factory_kit.core.errors import FactoryKitError
-from factory_kit.recipe.load import HARDWARE, METHODS, STAGES
 from factory_kit.recipe.render import render, to_yaml
 
+# The names come from the table (catalog/profiles.yaml); what each must render is spelled out below.
+METHODS, STAGES, HARDWARE = (tuple(table()) for table in (catalog.methods, catalog.stages, catalog.hardware))
 GOLDEN = Path(__file__).parent / "golden"
-SHIPPED = ["tcm-lora", "tcm-qlora", "tcm-full-z3", "tcm-pt", "tcm-dpo", "medical-o1-cot", "demo-tiny"]
+SHIPPED = ["tcm-lora", "tcm-qlora", "tcm-full-z3", "tcm-pt", "tcm-dpo", "tcm-rm", "tcm-ppo", "medical-o1-cot",
+           "demo-tiny"]
 # One real HF id per usable family (the catalog test proves ids resolve; here they render).
 FAMILY_MODELS = {
     "huatuogpt-o1-qwen": "FreedomIntelligence/HuatuoGPT-o1-7B",
@@ -43,7 +45,38 @@ FAMILY_MODELS = {
     "gemma3": "google/gemma-3-12b-it",
     "gemma2": "google/gemma-2-9b-it",
 }
-STAGE_DATA = {"pt": "tcm_herbs", "sft": "tcm_qa_train", "dpo": "tcm_pref", "kto": "tcm_kto"}
+STAGE_DATA = {"pt": "tcm_herbs", "sft": "tcm_qa_train", "dpo": "tcm_pref", "kto": "tcm_kto", "rm": "tcm_pref",
+              "ppo": "tcm_qa_train"}
+# Refused on purpose for a model over 3B on one GPU: full-parameter stages that keep a frozen reference copy.
+REFERENCE_COPY = {(method, stage) for method in ("full", "freeze") for stage in ("dpo", "kto", "ppo")}
+REWARD_DIR = "outputs/rm-full"  # a trained full reward model (faked: config.json + value head)
+# Of the matrix models only gemma-3-1b is small enough (<= 3B) for those on one GPU.
+FITS_ONE_GPU = {"gemma3-text"}
+FAMILY_TEMPLATES = {
+    "huatuogpt-o1-qwen": "qwen", "huatuogpt-o1-llama": "llama3", "medgemma-text": "gemma2", "medgemma": "gemma3",
+    "biomistral": "mistral", "deepseek-r1-distill-qwen": "deepseekr1", "deepseek-r1-0528-qwen3": "deepseekr1",
+    "deepseek-r1-distill-llama": "deepseekr1", "qwen3-2507-instruct": "qwen3_nothink",
+    "qwen3-2507-thinking": "qwen3", "qwen3": "qwen3", "qwq": "qwen", "qwen2.5": "qwen", "llama3": "llama3",
+    "glm-z1": "glmz1", "glm4": "glm4", "internlm": "intern2", "yi": "yi", "mistral-small": "mistral_small",
+    "ministral": "ministral", "mistral": "mistral", "gemma3-text": "gemma2", "gemma3": "gemma3", "gemma2": "gemma2",
+}
+METHOD_KEYS = {  # what each method writes into train.yaml (None: the key is absent)
+    "lora": {"finetuning_type": "lora", "quantization_bit": None, "use_dora": None},
+    "qlora": {"finetuning_type": "lora", "quantization_bit": 4, "use_dora": None},
+    "dora": {"finetuning_type": "lora", "quantization_bit": None, "use_dora": True},
+    "full": {"finetuning_type": "full", "quantization_bit": None, "use_dora": None},
+    "freeze": {"finetuning_type": "freeze", "quantization_bit": None, "use_dora": None},
+}
+TORCHRUN = {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "1"}
+HARDWARE_EXPECTED = {  # hardware -> (train.yaml names a deepspeed file, launch env, ray_* keys)
+    "single": (False, {}, {}),
+    "ds-z2": (True, TORCHRUN, {}),
+    "ds-z3": (True, TORCHRUN, {}),
+    "ds-z3-offload": (True, TORCHRUN, {}),
+    "multi-node": (False, {**TORCHRUN, "NNODES": "2", "MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "29500",
+                           "NODE_RANK": "0"}, {}),
+    "ray": (False, {"USE_RAY": "1"}, {"ray_num_workers": 1}),
+}
 
 
 def _sets(model, method, stage, hardware):
@@ -51,12 +84,18 @@ def _sets(model, method, stage, hardware):
             f"datasets=[{STAGE_DATA[stage]}]", "eval_datasets=[]"]
     if hardware == "multi-node":
         sets += ["nodes.count=2", "nodes.master_addr=10.1.2.3"]
+    if stage == "ppo":
+        sets.append(f"reward_model={REWARD_DIR}")
     return sets
 
 
-def _expect_error(method, stage, hardware, params_b):
-    """The combinations factory-kit refuses on purpose (each has its own reason)."""
-    return stage in ("dpo", "kto") and method in ("full", "freeze") and hardware == "single" and (params_b or 0) > 3
+@pytest.fixture
+def matrix_project(registry_project):
+    folder = registry_project / REWARD_DIR
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "value_head.safetensors").write_bytes(b"")
+    return registry_project
 
 
 def test_every_usable_family_has_a_matrix_model():
@@ -68,47 +107,48 @@ def test_every_usable_family_has_a_matrix_model():
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_MODELS))
-def test_matrix_family_x_method_x_stage(registry_project, family):
+def test_matrix_family_x_method_x_stage(matrix_project, family):
     """Every family x method x stage on one GPU renders, and every file passes the check."""
     model = FAMILY_MODELS[family]
-    params = catalog.resolve(model).params_b
     for method, stage in itertools.product(METHODS, STAGES):
         sets = _sets(model, method, stage, "single")
-        if _expect_error(method, stage, "single", params):
+        if (method, stage) in REFERENCE_COPY and family not in FITS_ONE_GPU:
             with pytest.raises(FactoryKitError, match="reference copy"):
                 render("recipes/tcm-lora.yaml", sets, write=False)
             continue
         out = render("recipes/tcm-lora.yaml", sets, write=False)
         train = out.configs["train.yaml"]
-        assert train["stage"] == stage and train["template"] == catalog.resolve(model).family.template
-        assert train["finetuning_type"] == {"qlora": "lora", "dora": "lora"}.get(method, method)
-        assert ("quantization_bit" in train) == (method == "qlora")
-        assert train.get("use_dora", False) == (method == "dora")
+        assert train["stage"] == stage and train["template"] == FAMILY_TEMPLATES[family]
+        assert {key: train.get(key) for key in METHOD_KEYS[method]} == METHOD_KEYS[method], (family, method, stage)
+        assert ("reward_model" in train) == (stage == "ppo")
         for name, config in out.configs.items():
             assert not lfargs.check(config, "train" if name == "train.yaml" else "infer"), (family, method, stage)
 
 
 @pytest.mark.parametrize("hardware", HARDWARE)
-def test_matrix_hardware_x_method_x_stage(registry_project, hardware):
+def test_matrix_hardware_x_method_x_stage(matrix_project, hardware):
     for method, stage in itertools.product(METHODS, STAGES):
         sets = _sets("Qwen/Qwen2.5-1.5B-Instruct", method, stage, hardware)
         out = render("recipes/tcm-lora.yaml", sets, write=False)
         train = out.configs["train.yaml"]
-        assert ("deepspeed" in train) == hardware.startswith("ds-")
-        if hardware.startswith("ds-"):
-            assert out.env["FORCE_TORCHRUN"] == "1"
-        if hardware == "multi-node":
-            assert out.env["NNODES"] == "2" and out.env["MASTER_ADDR"] == "10.1.2.3"
-        if hardware == "ray":
-            assert out.env == {"USE_RAY": "1"} and train["ray_num_workers"] == 1
+        deepspeed, env, ray = HARDWARE_EXPECTED[hardware]
+        assert ("deepspeed" in train) == deepspeed, (method, stage)
+        assert out.env == env, (method, stage)
+        assert {k: v for k, v in train.items() if k.startswith("ray_")} == ray, (method, stage)
 
 
-@pytest.mark.parametrize("hardware", ["ds-z2", "ds-z3", "ds-z3-offload"])
-def test_deepspeed_json_written_and_valid(registry_project, hardware):
+@pytest.mark.parametrize("hardware, zero_stage, offload, golden", [
+    ("ds-z2", 2, False, "deepspeed/ds-z2.json"),
+    ("ds-z3", 3, False, "tcm-full-z3/deepspeed.json"),
+    ("ds-z3-offload", 3, True, "deepspeed/ds-z3-offload.json"),
+])
+def test_deepspeed_json_written_and_valid(registry_project, hardware, zero_stage, offload, golden):
     out = render("recipes/tcm-full-z3.yaml", [f"hardware={hardware}"])
-    ds = json.loads(out.files["deepspeed.json"].read_text())
-    assert ds["zero_optimization"]["stage"] == (2 if hardware == "ds-z2" else 3)
-    assert ("offload_param" in ds["zero_optimization"]) == (hardware == "ds-z3-offload")
+    text = out.files["deepspeed.json"].read_text(encoding="utf-8")
+    zero = json.loads(text)["zero_optimization"]
+    assert zero["stage"] == zero_stage
+    assert ("offload_param" in zero, "offload_optimizer" in zero) == (offload, offload)
+    assert text == (GOLDEN / golden).read_text(encoding="utf-8"), f"{hardware}: deepspeed.json differs from {golden}"
 
 
 @pytest.mark.parametrize("recipe", SHIPPED)

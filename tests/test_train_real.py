@@ -1,4 +1,5 @@
-"""Rendered configs train for real: llamafactory-cli on the tiny model, sft / pt / dpo, and failures."""
+"""Rendered configs train for real: llamafactory-cli on the tiny model, sft / pt / dpo / kto / rm, ppo as far
+as LLaMA-Factory 0.9.5 lets it, and failures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from factory_kit.run import records as runs
+from factory_kit.run import model, train
 from factory_kit.cli import main
 from factory_kit.core.errors import FactoryKitError, LaunchError
 
@@ -23,14 +24,16 @@ def tiny_project(registry_project, tiny_model):
 
 
 @pytest.mark.parametrize("stage,data", [("sft", "tcm_qa_train"), ("pt", "tcm_herbs"), ("dpo", "tcm_pref"),
-                                        ("kto", "tcm_kto")])
+                                        ("kto", "tcm_kto"), ("rm", "tcm_pref")])
 def test_rendered_config_trains(tiny_project, stage, data):
     sets = [*FAST, f"stage={stage}", f"datasets=[{data}]"]
     if stage != "sft":
         sets.append("eval_datasets=[]")
-    result = runs.train("recipes/demo-tiny.yaml", tuple(sets))
+    result = train.train("recipes/demo-tiny.yaml", tuple(sets))
     assert result.losses, "no loss logged"
     assert (result.output_dir / "adapter_model.safetensors").exists()
+    if stage == "rm":  # LLaMA-Factory's reward model: the adapter plus its scoring head
+        assert (result.output_dir / "value_head.safetensors").exists()
     if stage == "sft":
         assert result.eval_losses, "eval loss not logged"
         assert result.losses[-1][1] < result.losses[0][1], result.losses
@@ -44,7 +47,7 @@ def test_rendered_config_trains(tiny_project, stage, data):
 def test_failed_child_fails_loudly(tiny_project):
     """A config LLaMA-Factory rejects at run time: non-zero exit, the command and its last error line."""
     with pytest.raises(LaunchError) as err:
-        runs.train("recipes/demo-tiny.yaml", (*FAST, "llamafactory={lora_target: no_such_proj}"))
+        train.train("recipes/demo-tiny.yaml", (*FAST, "llamafactory={lora_target: no_such_proj}"))
     message = str(err.value)
     assert "llamafactory-cli train build/demo-tiny/train.yaml" in message
     assert "failed (exit 1)" in message
@@ -57,7 +60,7 @@ def test_failed_child_fails_loudly(tiny_project):
 def test_bf16_recipe_on_a_cpu_machine_says_how_to_run_it(tiny_project):
     """The shipped recipes default to bf16; on a CPU the failure says which recipe key to change."""
     with pytest.raises(LaunchError) as err:
-        runs.train("recipes/demo-tiny.yaml", (*FAST, "precision=bf16"))
+        train.train("recipes/demo-tiny.yaml", (*FAST, "precision=bf16"))
     assert "doesn't support bf16" in str(err.value)
     assert "fix: this machine has no GPU with bf16 for `precision: bf16`" in str(err.value)
     assert "--set precision=fp32" in str(err.value)
@@ -76,14 +79,14 @@ def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
     out = tiny_project / "outputs" / "demo-tiny"
     checkpoints = sorted(out.glob("checkpoint-*"))
     assert checkpoints, "the run saved no checkpoint"
-    resumed = runs.train("recipes/demo-tiny.yaml", ("overwrite=false", *FAST), resume=True)
-    assert f"resume_from_checkpoint: {runs.last_checkpoint(out).relative_to(tiny_project)}" in \
+    resumed = train.train("recipes/demo-tiny.yaml", ("overwrite=false", *FAST), resume=True)
+    assert f"resume_from_checkpoint: {train.last_checkpoint(out).relative_to(tiny_project)}" in \
         (resumed.output_dir / "rendered" / "train.yaml").read_text()
     import shutil
     for checkpoint in out.glob("checkpoint-*"):  # weights but no checkpoint: nothing to resume from
         shutil.rmtree(checkpoint)
     with pytest.raises(FactoryKitError, match="no checkpoint"):
-        runs.train("recipes/demo-tiny.yaml", ("overwrite=false", *FAST), resume=True)
+        train.train("recipes/demo-tiny.yaml", ("overwrite=false", *FAST), resume=True)
 
 
 def test_multi_node_torchrun_two_nodes_on_loopback(tiny_project, tmp_path, tiny_model):
@@ -114,8 +117,9 @@ def test_multi_node_torchrun_two_nodes_on_loopback(tiny_project, tmp_path, tiny_
     assert (tiny_project / "outputs" / "demo-tiny" / "adapter_model.safetensors").exists()
 
 
-def test_serve_answers_openai_sdk(tiny_project):
-    """`factory-kit serve` puts the trained adapter behind a real OpenAI-compatible API."""
+def test_chat_and_serve_a_trained_model(tiny_project):
+    """`factory-kit chat` talks through our stdin (the launcher passes it on), and `factory-kit serve`
+    puts the trained adapter behind a real OpenAI-compatible API."""
     import os
     import signal
     import socket
@@ -126,11 +130,15 @@ def test_serve_answers_openai_sdk(tiny_project):
 
     import openai
 
-    runs.train("recipes/demo-tiny.yaml", (*FAST, "train.epochs=1", "eval_datasets=[]"), echo=False)
+    train.train("recipes/demo-tiny.yaml", (*FAST, "train.epochs=1", "eval_datasets=[]"), echo=False)
+    exe = str(Path(sys.executable).parent / "factory-kit")
+    chat = subprocess.run([exe, "chat", "recipes/demo-tiny.yaml"], cwd=tiny_project, input="黄芪的功效？\nexit\n",
+                          capture_output=True, text=True, timeout=300)
+    assert chat.returncode == 0, chat.stdout[-2000:] + chat.stderr[-2000:]
+    assert "User: " in chat.stdout and "Assistant:" in chat.stdout
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    exe = str(Path(sys.executable).parent / "factory-kit")
     proc = subprocess.Popen([exe, "serve", "recipes/demo-tiny.yaml", "--port", str(port)], cwd=tiny_project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -155,8 +163,55 @@ def test_serve_answers_openai_sdk(tiny_project):
 
 def test_chat_and_serve_check_the_model_exists_first(tiny_project):
     with pytest.raises(FactoryKitError, match=r"no trained model \(adapter_config.json\) yet; run `factory-kit train"):
-        runs.ask("recipes/demo-tiny.yaml", "hi")
+        model.ask("recipes/demo-tiny.yaml", "hi")
     with pytest.raises(FactoryKitError, match="no merged model yet; run `factory-kit export"):
-        runs.serve("recipes/demo-tiny.yaml", merged=True)
+        model.serve("recipes/demo-tiny.yaml", merged=True)
     result = CliRunner().invoke(main, ["chat", "recipes/demo-tiny.yaml"])
     assert result.exit_code == 2 and "no trained model" in result.output
+
+
+def test_ppo_against_a_reward_model_trained_here(tiny_project):
+    """`stage: rm` trains a reward model for real; a `stage: ppo` recipe names that recipe and renders
+    against its output. LLaMA-Factory 0.9.5's PPO needs trl 0.8.6-0.9.6 while its other trainers need a
+    newer trl (catalog/profiles.yaml): with such a trl `factory-kit train` refuses before launching, and
+    llamafactory-cli on the rendered config gets as far as PPO can here (prompts tokenised, the policy
+    with its value head built, the reward adapter loaded), failing only at the PPO trainer's trl check."""
+    from factory_kit.recipe import catalog, checks, reward
+    from factory_kit.recipe.render import render
+    from factory_kit.run import launch
+
+    recipes = tiny_project / "recipes"
+    (recipes / "tiny-rm.yaml").write_text("extends: demo-tiny.yaml\nstage: rm\ndatasets: [tcm_pref]\n"
+                                          "eval_datasets: []\n")
+    (recipes / "tiny-ppo.yaml").write_text("extends: demo-tiny.yaml\nstage: ppo\nreward_model: tiny-rm.yaml\n"
+                                           "datasets: [tcm_qa_train]\neval_datasets: []\ntrain: {max_steps: 2}\n"
+                                           "llamafactory: {max_new_tokens: 8}\n")
+    ppo = render("recipes/tiny-ppo.yaml", tuple(FAST))
+    assert ppo.configs["train.yaml"]["reward_model"] == "outputs/tiny-rm"
+    assert ppo.configs["train.yaml"]["reward_model_type"] == "lora"
+    rm = reward.RewardModel("outputs/tiny-rm", "lora", "recipes/tiny-rm.yaml")
+    assert "train it first: `factory-kit train recipes/tiny-rm.yaml`" in reward.missing(rm, tiny_project)
+
+    trained = train.train("recipes/tiny-rm.yaml", tuple(FAST))
+    assert trained.losses, "the reward model logged no loss"
+    assert (trained.output_dir / "value_head.safetensors").exists()
+    assert (trained.output_dir / "adapter_model.safetensors").exists()
+    assert reward.missing(rm, tiny_project) is None
+
+    trl = next(iter(catalog.stages()["ppo"].packages))
+    if checks.package_problem(trl) is None:  # a trl this PPO accepts: train for real
+        result = train.train("recipes/tiny-ppo.yaml", tuple(FAST))
+        assert result.losses and (result.output_dir / "adapter_model.safetensors").exists()
+        return
+    with pytest.raises(FactoryKitError) as refused:
+        train.train("recipes/tiny-ppo.yaml", tuple(FAST))
+    assert "`stage: ppo` needs trl>=0.8.6,<=0.9.6 (trl " in str(refused.value)
+    assert "stage: dpo" in str(refused.value)
+    log = tiny_project / "ppo.log"
+    with pytest.raises(LaunchError):
+        launch.llamafactory("train", ppo.files["train.yaml"].relative_to(tiny_project), cwd=tiny_project,
+                            log_path=log, echo=False)
+    text = log.read_text(encoding="utf-8")
+    assert "Running tokenizer on dataset" in text and "training example:" in text
+    assert "Loaded adapter weights of reward model from outputs/tiny-rm" in text
+    assert "trl>=0.8.6,<=0.9.6 is required" in text

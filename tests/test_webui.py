@@ -75,6 +75,18 @@ CONFIGS = {
         "template": "qwen", "output_dir": "outputs/tcm-dpo", "learning_rate": 5.0e-6,
         "per_device_train_batch_size": 1, "num_train_epochs": 2.0, "bf16": True,
     },
+    "rm": {
+        **_COMMON, **_LORA, "model_name_or_path": "Qwen/Qwen2.5-7B-Instruct", "stage": "rm",
+        "dataset": "tcm_pref", "template": "qwen", "output_dir": "outputs/tcm-rm", "learning_rate": 1.0e-4,
+        "per_device_train_batch_size": 1, "num_train_epochs": 1.0, "bf16": True,
+    },
+    "ppo": {
+        **_COMMON, **_LORA, "model_name_or_path": "Qwen/Qwen2.5-7B-Instruct", "stage": "ppo",
+        "reward_model": "outputs/tcm-rm", "reward_model_type": "lora", "max_new_tokens": 512, "top_k": 0,
+        "top_p": 0.9, "dataset": "tcm_qa_train", "template": "qwen", "cutoff_len": 1024,
+        "output_dir": "outputs/tcm-ppo", "learning_rate": 1.0e-5, "per_device_train_batch_size": 1,
+        "num_train_epochs": 1.0, "bf16": True,
+    },
     "pt_val_size": {
         **_COMMON, **_LORA, "model_name_or_path": "Qwen/Qwen2.5-7B", "stage": "pt",
         "lora_rank": 64, "lora_alpha": 128, "dataset": "tcm_herbs", "template": "qwen",
@@ -131,6 +143,10 @@ def test_method_specific_fields():
     dpo = llamaboard_config(CONFIGS["dpo"], CONTEXT)
     assert dpo["train.training_stage"] == "DPO"
     assert (dpo["train.pref_beta"], dpo["train.pref_loss"]) == (0.1, "sigmoid")
+    ppo = llamaboard_config(CONFIGS["ppo"], CONTEXT)
+    assert ppo["train.training_stage"] == "PPO" and ppo["train.reward_model"] == ["outputs/tcm-rm"]
+    assert not {"reward_model", "reward_model_type", "top_k", "top_p"} & set(json.loads(ppo["train.extra_args"]))
+    assert llamaboard_config(CONFIGS["rm"], CONTEXT)["train.training_stage"] == "Reward Modeling"
     pt = llamaboard_config(CONFIGS["pt_val_size"], CONTEXT)
     assert pt["train.training_stage"] == "Pre-Training" and pt["train.packing"] is True
     assert pt["train.max_samples"] == "2000"
@@ -224,7 +240,7 @@ def test_ui_defaults_table_matches_installed_ui(ui):
         value = runner.manager.get_elem_by_id(elem_id).value
         assert (value if value is not None else ("" if isinstance(default, str) else None)) == default, elem_id
     stage_choices = [c[1] for c in runner.manager.get_elem_by_id("train.training_stage").choices]
-    assert set(llamaboard.UI_STAGES.values()) == set(stage_choices)
+    assert set(llamaboard.ui_stages().values()) == set(stage_choices)
     for elem_id, (low, high) in llamaboard.UI_SLIDERS.items():
         elem = runner.manager.get_elem_by_id(elem_id)
         assert (elem.minimum, elem.maximum) == (low, high), elem_id
@@ -303,7 +319,7 @@ def _chromium_or_skip():
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (browser and driver):
         message = ("headless Chromium not installed: apt-get install chromium chromium-driver "
-                   "(scripts/install-browser.sh)")
+                   "(scripts/install-system-deps.sh)")
         if os.environ.get("FACTORY_KIT_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)

@@ -8,6 +8,7 @@ import json
 import click
 from rich.table import Table
 
+from factory_kit.cli.options import json_option
 from factory_kit.core.console import console, friendly
 
 FORMAT_CHOICES = ["auto", "alpaca", "sharegpt", "openai", "cot", "mcq", "text", "preference", "hf"]
@@ -65,28 +66,23 @@ def data() -> None:
 @click.option("--limit", type=int, default=None, help="Import only the first N records (a quick try).")
 @click.option("--workers", type=int, default=None, help="Processes for large JSON Lines files (default: CPUs, max 4).")
 @click.option("--force", is_flag=True, help="Replace a dataset another import owns (a split of another NAME).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option
 @friendly
 def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None:
     """Import PATH (file, folder, datasets folder or hub id) as dataset NAME."""
     from factory_kit.data.importer import import_source
 
+    report = import_source(path, name, None if fmt == "auto" else fmt, **options)  # shows its own progress bar
     if as_json:
-        report = import_source(path, name, None if fmt == "auto" else fmt, **options)
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
         return
-    with console.status(f"importing {path}...") as status:
-        def progress(records: int, accepted: int, quarantined: int) -> None:
-            status.update(f"importing {path}: {records:,} records, {accepted:,} accepted, {quarantined:,} quarantined")
-
-        report = import_source(path, name, None if fmt == "auto" else fmt, progress=progress, **options)
     console.print(report.summary(), soft_wrap=True)
     details = []
     if report.splits:
         details.append("split: " + ", ".join(f"{name}{'_' + s} {n}" for s, n in report.splits.items()))
     if report.benchmark is not None:
-        if report.splits:
-            held = "test" if "test" in report.splits else "val"
+        held = report.held_out
+        if held:
             line = f"benchmark: {report.rel(report.benchmark)} ({report.splits[held]} {name}_{held} items, not trained on"
             if report.benchmark_dev is not None:
                 line += f"; few-shot dev: {report.rel(report.benchmark_dev)}"
@@ -126,7 +122,7 @@ def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None
 @click.option("--tokenizer", default=None, help="Local tokenizer/model folder: adds token lengths and cutoff counts.")
 @click.option("--limit", type=int, default=None, help="Only the first N rows.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG histograms.")
-@click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON.")
+@json_option
 @friendly
 def stats_cmd(name: str, tokenizer: str | None, limit: int | None, no_plots: bool, as_json: bool) -> None:
     """Counts, length distributions (chars, tokens), duplicates, source mix, turns of NAME."""
@@ -184,7 +180,7 @@ def samples_cmd() -> None:
 
 
 @data.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option
 @friendly
 def ls_cmd(as_json: bool) -> None:
     """List dataset_info.json: names, formats, files, sizes, rows."""

@@ -41,7 +41,7 @@ def meta_dir(project: Path | None = None) -> Path:
 
 def benchmark_dir(project: Path | None = None) -> Path:
     """Multiple-choice items kept for evaluation (``NAME.jsonl``, few-shot ``NAME.dev.jsonl``)."""
-    return data_dir(project) / "benchmark"
+    return data_dir(project) / "benchmarks"
 
 
 def registry_dir(project: Path | None = None) -> Path:

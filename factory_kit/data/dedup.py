@@ -62,6 +62,19 @@ class ExactDeduper:
         self._seen[h] = loc
         return None
 
+    def check_many(self, hashes: list[int], base: int, lines: list[int]) -> list[tuple[int, Any]]:
+        """``check`` for a block of rows given by their hashes (row i at location
+        ``base | lines[i]``): [(i, location of the first identical row)] for the duplicates."""
+        seen = self._seen
+        dups = []
+        for i, h in enumerate(hashes):
+            first = seen.get(h)
+            if first is None:
+                seen[h] = base | lines[i]
+            else:
+                dups.append((i, first))
+        return dups
+
     def __len__(self) -> int:
         return len(self._seen)
 

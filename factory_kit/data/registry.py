@@ -11,10 +11,10 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from factory_kit.core import io
 from factory_kit.core.errors import FactoryKitError
 
 REGISTRY_FILE = "dataset_info.json"
@@ -52,28 +52,13 @@ def _locked(registry_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dataset_info.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def register(registry_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
     """Merge ``entries`` (name -> dataset_info entry) into the registry; returns its path."""
     path = registry_path(registry_dir)
     with _locked(registry_dir):
         data = load(registry_dir)
         data.update(entries)
-        _write_atomic(path, data)
+        io.write_json(path, data, sort_keys=True, fsync=True)
     return path
 
 
@@ -83,7 +68,7 @@ def unregister(registry_dir: Path, names: list[str]) -> None:
         data = load(registry_dir)
         for name in names:
             data.pop(name, None)
-        _write_atomic(path, data)
+        io.write_json(path, data, sort_keys=True, fsync=True)
 
 
 def file_name_for(registry_dir: Path, data_file: Path) -> str:

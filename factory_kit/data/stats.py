@@ -15,17 +15,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-from factory_kit.data import registry
-from factory_kit.data.dedup import dedup_key, key_hash
+from factory_kit.core import io, paths, progress
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.data import readers, registry
+from factory_kit.data.dedup import dedup_key, key_hash
+from factory_kit.data.store import quarantine_file
 from factory_kit.data.tokens import load_tokenizer
-from factory_kit.data import readers as files_mod
 
 CUTOFFS = (512, 1024, 2048, 4096, 8192)
 
 
 def resolve(name: str, project: Path) -> tuple[dict[str, Any], Path]:
-    reg_dir = project / "dataset_info"
+    reg_dir = paths.registry_dir(project)
     info = registry.load(reg_dir)
     if name not in info:
         known = ", ".join(sorted(info)) or "none yet"
@@ -120,10 +121,10 @@ def _extract(entry: dict[str, Any]):
 def _iter_rows(path: Path) -> Iterator[dict]:
     if path.is_dir():
         for p in sorted(path.iterdir()):
-            if p.is_file() and files_mod.base_suffix(p) in files_mod.SUPPORTED:
+            if p.is_file() and readers.base_suffix(p) in readers.SUPPORTED:
                 yield from _iter_rows(p)
         return
-    for rec in files_mod.read(path):
+    for rec in readers.read(path):
         if rec.obj is not None:
             yield rec.obj
 
@@ -158,27 +159,32 @@ def compute(name: str, project: Path, *, tokenizer: str | None = None, plots: bo
             batch.clear()
 
     rows = 0
-    for row in _iter_rows(path):
-        if limit and rows >= limit:
-            break
-        rows += 1
-        prompt, response, n_turns = get(row)
-        prompt_chars.append(len(prompt))
-        response_chars.append(len(response))
-        total_chars.append(len(prompt) + len(response))
-        turns.append(n_turns)
-        h = key_hash(dedup_key([prompt, response]))
-        if h in seen:
-            duplicates += 1
-        else:
-            seen.add(h)
-        src = row.get("source")
-        if isinstance(src, str):
-            sources[src] += 1
-        if tok is not None:
-            batch.append(prompt + "\n" + response)
-            if len(batch) >= 512:
-                flush()
+    total = (_count_rows(path) if path.is_file() else None) if progress.enabled() else None
+    with progress.bar(f"reading {name}", total=min(total, limit) if total and limit else total) as bar:
+        for row in _iter_rows(path):
+            if limit and rows >= limit:
+                break
+            rows += 1
+            if rows % 4096 == 0:
+                bar.update(completed=rows)
+            prompt, response, n_turns = get(row)
+            prompt_chars.append(len(prompt))
+            response_chars.append(len(response))
+            total_chars.append(len(prompt) + len(response))
+            turns.append(n_turns)
+            h = key_hash(dedup_key([prompt, response]))
+            if h in seen:
+                duplicates += 1
+            else:
+                seen.add(h)
+            src = row.get("source")
+            if isinstance(src, str):
+                sources[src] += 1
+            if tok is not None:
+                batch.append(prompt + "\n" + response)
+                if len(batch) >= 512:
+                    flush()
+        bar.update(completed=rows)
     if tok is not None:
         flush()
     if rows == 0:
@@ -200,7 +206,7 @@ def compute(name: str, project: Path, *, tokenizer: str | None = None, plots: bo
         result["tokens"] = {**describe(tokens), "total": int(t.sum()),
                             "over_cutoff": {str(c): int((t > c).sum()) for c in CUTOFFS},
                             "tokenizer": str(tokenizer)}
-    qfile = project / "data" / "quarantine" / f"{name}.rejected.jsonl"
+    qfile = quarantine_file(project, name)
     if qfile.exists():
         reasons: Counter[str] = Counter()
         with open(qfile, "rb") as fh:
@@ -210,20 +216,19 @@ def compute(name: str, project: Path, *, tokenizer: str | None = None, plots: bo
                 except json.JSONDecodeError:
                     reasons["?"] += 1
         result["quarantine"] = {"file": os.path.relpath(qfile, project), "reasons": dict(reasons)}
-    out_dir = project / "data" / "stats" / name
+    out_dir = paths.data_dir(project) / "stats" / name
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
         result["plots"] = [os.path.relpath(p, project) for p in _plot(out_dir, name, total_chars, tokens, turns, kind)]
-    (out_dir / "stats.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    io.write_json(out_dir / "stats.json", result)
     result["stats_file"] = os.path.relpath(out_dir / "stats.json", project)
     return result
 
 
 def _plot(out_dir: Path, name: str, chars: array, tokens: array, turns: array, kind: str) -> list[Path]:
-    import matplotlib
+    from factory_kit.core import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = charts.pyplot()  # Agg, and a CJK font for Chinese names when one is installed
 
     made = []
     series = [("chars", chars, "characters per row (prompt + response)")]
@@ -253,7 +258,7 @@ def _plot(out_dir: Path, name: str, chars: array, tokens: array, turns: array, k
 
 def list_registry(project: Path) -> list[dict[str, Any]]:
     """Every entry of dataset_info.json with its file, size, rows and format."""
-    reg_dir = project / "dataset_info"
+    reg_dir = paths.registry_dir(project)
     info = registry.load(reg_dir)
     out = []
     for name in sorted(info):
@@ -274,7 +279,7 @@ def list_registry(project: Path) -> list[dict[str, Any]]:
 
 
 def _count_rows(path: Path) -> int | None:
-    if files_mod.base_suffix(path) in files_mod.JSONL_EXT:
+    if readers.base_suffix(path) in readers.JSONL_EXT:
         n = 0
         last = b"\n"
         with open(path, "rb") as fh:
@@ -285,7 +290,7 @@ def _count_rows(path: Path) -> int | None:
                 n += block.count(b"\n")
                 last = block[-1:]
         return n + (0 if last == b"\n" else 1)
-    if files_mod.base_suffix(path) == ".json" and path.stat().st_size < (64 << 20):
+    if readers.base_suffix(path) == ".json" and path.stat().st_size < (64 << 20):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):

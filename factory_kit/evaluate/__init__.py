@@ -1,8 +1,9 @@
 """Evaluation: benchmarks (lm-eval), generation metrics (do_predict), LLM judge, compare, report.
 
-``factory-kit eval`` calls ``plan`` (which model, + adapter, a recipe produced; the base model
-too with ``baseline``) and then ``run_eval`` (benchmarks, before/after table, generation
-metrics, judge), which writes everything under ``outputs/<recipe>/eval/``.
+``factory-kit eval`` calls ``evaluate``: ``plan`` (which model, + adapter, a recipe produced;
+the base model too with ``baseline``), then ``run_eval`` (benchmarks, before/after table,
+generation metrics, judge), which writes everything under ``outputs/<recipe>/eval/``, the
+run recorded there by the run layer (``run.json``, ``runs.jsonl``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from factory_kit.core import paths
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.core.options import option
 
 
 @dataclass
@@ -37,22 +39,38 @@ class EvalPlan:
 
 @dataclass
 class EvalOptions:
-    """What `factory-kit eval` was asked to run (besides which models: that is the EvalPlan)."""
-    benchmarks: tuple[str, ...] = ()
-    shots: int = 0
-    mode: str = "loglikelihood"
-    device: str | None = None
-    batch_size: str = "8"
-    limit: int | None = None
-    max_gen_tokens: int = 1024
-    no_benchmarks: bool = False
-    predict: bool = False
-    predict_datasets: tuple[str, ...] = ()
-    max_samples: int | None = None
-    max_new_tokens: int | None = None
-    judge: bool = False
-    judge_model: str | None = None
-    judge_base_url: str | None = None
+    """What `factory-kit eval` was asked to run; each field is also its command-line option."""
+    benchmarks: tuple[str, ...] = option(
+        (), "--benchmark", "-b", metavar="FILE_OR_NAME",
+        help="Benchmark file, NAME in data/benchmarks/, or hf:ID[:CONFIG][@SPLIT] (repeatable; default: every file there).")
+    shots: int = option(0, "--shots", range=(0, 5), show_default=True, help="Few-shot examples per item.")
+    mode: str | None = option(
+        None, "--mode", choices=("loglikelihood", "generate"),
+        help="Score by answer log-likelihood, or generate (think, then answer) and extract the letter. "
+             "Default: generate for reasoning models (catalog `thinking`), else loglikelihood.")
+    merged: bool = False  # the shared --merged option (cli/options.py)
+    model: str | None = option(None, "--model", help="Evaluate this model (folder or HF id) instead of the recipe's.")
+    adapter: str | None = option(None, "--adapter", help="With --model: a PEFT adapter folder to load on top.")
+    baseline: bool = option(False, "--baseline",
+                            help="Also evaluate the base model on the same items; write a before/after report.")
+    out: str | None = option(None, "--out", help="Results folder (default outputs/<recipe>/eval).")
+    device: str | None = option(None, "--device", help="cpu, cuda, cuda:0... (default: cuda when nvidia-smi exists).")
+    batch_size: str = option("8", "--batch-size", show_default=True, help="lm-eval batch size (or 'auto').")
+    limit: int | None = option(None, "--limit", type=int, help="At most N items per subject (smoke tests).")
+    max_gen_tokens: int = option(1024, "--max-gen-tokens", type=int, show_default=True,
+                                 help="Generate mode: token budget.")
+    no_benchmarks: bool = option(False, "--no-benchmarks", help="Skip the multiple-choice benchmarks.")
+    predict: bool = option(False, "--predict",
+                           help="Generation metrics (BLEU-4, ROUGE) via do_predict on the eval split.")
+    predict_datasets: tuple[str, ...] = option((), "--predict-dataset",
+                                               help="Dataset(s) for --predict (default: the recipe's eval_datasets).")
+    max_samples: int | None = option(None, "--max-samples", type=int, help="--predict: at most N rows.")
+    max_new_tokens: int | None = option(None, "--max-new-tokens", type=int,
+                                        help="--predict: tokens per answer (default: recipe).")
+    judge: bool = option(False, "--judge", help="Score the --predict answers with an LLM judge (openai-compatible).")
+    judge_model: str | None = option(None, "--judge-model", help="Judge model (default: env FACTORY_KIT_JUDGE_MODEL).")
+    judge_base_url: str | None = option(None, "--judge-base-url",
+                                        help="Judge endpoint (default: env FACTORY_KIT_JUDGE_BASE_URL).")
 
 
 def _local(model: str, project: Path) -> str:
@@ -97,7 +115,7 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
     ctx: dict[str, Any] = {}
     if recipe is not None:
         from factory_kit.recipe.render import render
-        from factory_kit.run.records import trained_model_dir
+        from factory_kit.run.model import trained_model_dir
 
         rendered = render(recipe, overrides, project=project, write=True, check_data=False)
         ctx = rendered.context
@@ -126,7 +144,7 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
     elif recipe is not None:
         out_dir = project / ctx["output_dir"] / "eval"
     else:
-        out_dir = project / "outputs" / "eval" / _slug(Path(target.adapter or target.model).name)
+        out_dir = paths.outputs_dir(project) / "eval" / _slug(Path(target.adapter or target.model).name)
     targets = [target]
     base = None
     if baseline:
@@ -149,6 +167,22 @@ def result_suffix(o: EvalOptions, benches) -> str:
     return "".join(f".{part}" for part in parts)
 
 
+def evaluate(recipe: str | None, overrides: tuple[str, ...], o: EvalOptions, console, command: list[str]) -> list[Path]:
+    """`factory-kit eval`: plan, run, and record the run (``run.json`` + ``runs.jsonl`` in the results
+    folder, a failed run too) through the run layer's records, as training does."""
+    from factory_kit.run import records
+
+    p = plan(recipe, overrides, merged=o.merged, model=o.model, adapter=o.adapter, baseline=o.baseline, out=o.out)
+    targets = [{"label": t.label, "model": t.model, "adapter": t.adapter} for t in p.targets]
+    # run.json is the latest eval; runs.jsonl keeps every one (a --predict run must not erase the
+    # record of the benchmark run before it)
+    with records.recording(p.out_dir / "run.json", p.rendered, paths.project_dir(), command,
+                           {"kind": "eval", "targets": targets, "results": [], "error": None}, history=True) as extra:
+        written = run_eval(p, o, console)
+        extra["results"] = [str(w) for w in written]
+    return written
+
+
 def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
     """Benchmarks (and base-vs-tuned compare), then generation metrics and the judge, as asked."""
     from factory_kit.evaluate import benchmarks as bm
@@ -165,15 +199,17 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
         if benches:
             for target in p.targets:
                 bm.check_model_dirs(target.model, target.adapter)
+            mode = o.mode or p.mode
             console.print(f"[bold]benchmarks[/]: {', '.join(f'{b.name} ({len(b.items)} items)' for b in benches)}; "
-                          f"{o.mode}, {o.shots}-shot -> {p.out_dir}")
+                          f"{mode}, {o.shots}-shot -> {p.out_dir}")
             suffix = result_suffix(o, benches)
-            for target in p.targets:
+            for number, target in enumerate(p.targets, 1):
                 console.print(f"[bold]evaluating {target.label}[/]: {target.model}"
                               + (f" + {target.adapter}" if target.adapter else ""))
                 path = bm.evaluate(benches, target.model, target.adapter, p.out_dir, label=target.label, shots=o.shots,
-                                   mode=o.mode, device=o.device, batch_size=o.batch_size, max_gen_tokens=o.max_gen_tokens,
-                                   limit=o.limit, extra={"recipe": p.recipe_name}, name=target.label + suffix)
+                                   mode=mode, device=o.device, batch_size=o.batch_size, max_gen_tokens=o.max_gen_tokens,
+                                   limit=o.limit, extra={"recipe": p.recipe_name}, name=target.label + suffix,
+                                   step=f"{number}/{len(p.targets)} " if len(p.targets) > 1 else "")
                 results[target.label] = path
                 written.append(path)
                 console.print(bm.accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))

@@ -23,14 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from factory_kit.run import launch
-from factory_kit.core import paths
+from factory_kit.core import io, paths, progress
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.data import mcq_options
+from factory_kit.data.mcq_options import LETTERS
+from factory_kit.evaluate import follow
+from factory_kit.recipe import catalog
 
-LETTERS = "ABCDEFGHIJ"
 MODES = ("loglikelihood", "generate")
 PROMPT_HEADER = "以下是中国{subject}考试的单项选择题，请选出其中的正确答案。\n\n"
 # items without a subject are grouped under the file name, which does not belong in the prompt
 PROMPT_HEADER_NO_SUBJECT = "以下是单项选择题，请选出其中的正确答案。\n\n"
+# lm-eval's `!function fk_mcq.process_results`: the same letter extraction factory-kit reads back with
+EXTRACT_HOOK = "from factory_kit.evaluate.extract import process_results  # noqa: F401\n"
 
 
 @dataclass
@@ -66,16 +71,16 @@ def normalize_item(raw: Any, path: Path, line: int, default_subject: str, where:
     if options is None or options == {} or options == []:
         raise FactoryKitError(f"{where}: missing `options`: give a map {{\"A\": ..., \"B\": ...}} or a list")
     if isinstance(options, list):
-        if len(options) > len(LETTERS):
-            raise FactoryKitError(f"{where}: {len(options)} options; at most {len(LETTERS)} are supported")
-        options = {LETTERS[i]: text for i, text in enumerate(options)}
+        if len(options) > mcq_options.MAX_OPTIONS:
+            raise FactoryKitError(f"{where}: {len(options)} options; at most {mcq_options.MAX_OPTIONS} are supported")
+        options = {mcq_options.letter(i): text for i, text in enumerate(options)}
     elif isinstance(options, dict):
-        options = {str(k).strip().upper(): v for k, v in options.items()}
-        bad = [k for k in options if len(k) != 1 or k not in LETTERS]
+        options = {mcq_options.normalize_key(k): v for k, v in options.items()}
+        bad = [k for k in options if not mcq_options.is_letter(k)]
         if bad:
             raise FactoryKitError(f"{where}: option key {bad[0]!r} is not a letter A-{LETTERS[-1]}")
         options = dict(sorted(options.items()))
-        expected = LETTERS[: len(options)]
+        expected = mcq_options.letters(len(options))
         if "".join(options) != expected:
             raise FactoryKitError(f"{where}: option letters {''.join(options)} must be consecutive from A "
                                   f"(expected {expected})")
@@ -92,8 +97,7 @@ def normalize_item(raw: Any, path: Path, line: int, default_subject: str, where:
     if not isinstance(answer, str):
         raise FactoryKitError(f"{where}: `answer` must be one option letter like \"B\", got {answer!r}")
     answer = answer.strip().upper()
-    letters = [c for c in answer if c in LETTERS]
-    if len(answer) > 1 and len(letters) > 1 and all(c in LETTERS or c in ",、 ;/" for c in answer):
+    if answer not in options and len(mcq_options.parse_answer(answer) or ()) > 1:
         raise FactoryKitError(f"{where}: answer {raw.get('answer')!r}: multi-answer items are not supported for "
                               "scoring (one letter expected); drop the item (`factory-kit data import --format mcq` "
                               "leaves them out) or split it")
@@ -175,14 +179,10 @@ def load_benchmark(path: str | Path, name: str | None = None) -> Benchmark:
     return Benchmark(name, path, items, dev, dev_path if dev else None)
 
 
-def benchmarks_dir(project: Path | None = None) -> Path:
-    return (project or paths.project_dir()) / "data" / "benchmarks"
-
-
 def resolve_benchmarks(specs: list[str] | tuple[str, ...], project: Path | None = None) -> list[Benchmark]:
     """FILE or NAME (``data/benchmarks/NAME.jsonl``) for each spec; every file there when none."""
     project = project or paths.project_dir()
-    folder = benchmarks_dir(project)
+    folder = paths.benchmark_dir(project)
     available = sorted(p for p in folder.glob("*.jsonl") if not p.name.endswith(".dev.jsonl")) \
         if folder.is_dir() else []
     if not specs:
@@ -251,7 +251,7 @@ def hub_benchmark(spec: str, project: Path) -> Benchmark:
         rows.append({"id": str(row.get("id", i)), "subject": row.get("subject") or subject,
                      "question": row.get("question"), "options": options, "answer": answer})
     name = _slug(f"{body}-{config or ''}-{split}").rsplit("_", 1)[0] or "hub"
-    path = benchmarks_dir(project) / ".hub" / f"{name}.jsonl"
+    path = paths.benchmark_dir(project) / ".hub" / f"{name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_jsonl(path, rows)
     return load_benchmark(path, name)
@@ -268,16 +268,16 @@ def _slug(text: str) -> str:
 
 def prompt_text(item: dict[str, Any], mode: str) -> str:
     lines = [item["question"]]
-    lines += [f"{letter}. {text}" for letter, text in item["options"].items()]
+    lines += mcq_options.option_lines(item["options"])
     if mode == "generate":
         lines.append("请先思考，然后在最后一行写出“答案：”和正确选项的字母。")
     lines.append("答案：")
     return "\n".join(lines)
 
 
-def _doc(item: dict[str, Any], mode: str) -> dict[str, Any]:
+def _doc(item: dict[str, Any], mode: str, think: tuple[str, str] | None = None) -> dict[str, Any]:
     letters = list(item["options"])
-    return {
+    doc = {
         "id": item["id"],
         "subject": item["subject"],
         "prompt": prompt_text(item, mode),
@@ -285,10 +285,13 @@ def _doc(item: dict[str, Any], mode: str) -> dict[str, Any]:
         "label": letters.index(item["answer"]),
         "answer": item["answer"],
     }
+    if think:  # the family's thinking markers: the answer is read after the closing one (extract.py)
+        doc["think"] = list(think)
+    return doc
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    io.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 @dataclass
@@ -299,8 +302,10 @@ class TaskSet:
 
 
 def write_tasks(benchmarks: list[Benchmark], work_dir: Path, *, shots: int = 0, mode: str = "loglikelihood",
-                max_gen_tokens: int = 1024) -> TaskSet:
-    """One lm-eval task YAML (+ data file) per (benchmark, subject) under ``work_dir/tasks``."""
+                max_gen_tokens: int = 1024, stop_words: tuple[str, ...] | list[str] = (),
+                think: tuple[str, str] | None = None) -> TaskSet:
+    """One lm-eval task YAML (+ data file) per (benchmark, subject) under ``work_dir/tasks``.
+    ``stop_words`` and ``think`` (the model family's, from the model catalog) end and split generations."""
     if mode not in MODES:
         raise FactoryKitError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     if not 0 <= shots <= 5:
@@ -311,14 +316,14 @@ def write_tasks(benchmarks: list[Benchmark], work_dir: Path, *, shots: int = 0, 
     if include.exists():
         shutil.rmtree(include)
     include.mkdir(parents=True)
-    if mode == "generate":
-        shutil.copyfile(Path(__file__).with_name("extract.py"), include / "fk_mcq.py")
+    if mode == "generate":  # lm-eval loads the scoring hook from a file next to the task YAMLs
+        (include / "fk_mcq.py").write_text(EXTRACT_HOOK, encoding="utf-8")
     tasks: dict[str, tuple[str, str]] = {}
     counts: dict[str, int] = {}
     for bench in benchmarks:
         for subject in bench.subjects:
             name = f"fk_{_slug(bench.name)}__{_slug(subject)}"
-            rows = [_doc(it, mode) for it in bench.items if it["subject"] == subject]
+            rows = [_doc(it, mode, think) for it in bench.items if it["subject"] == subject]
             _write_jsonl(include / f"{name}.test.jsonl", rows)
             data_files = {"test": str(include / f"{name}.test.jsonl")}
             config: dict[str, Any] = {
@@ -350,7 +355,7 @@ def write_tasks(benchmarks: list[Benchmark], work_dir: Path, *, shots: int = 0, 
                 if pool is None:
                     config["fewshot_split"] = "test"
                 else:
-                    _write_jsonl(include / f"{name}.fewshot.jsonl", [_doc(it, mode) for it in pool[:shots]])
+                    _write_jsonl(include / f"{name}.fewshot.jsonl", [_doc(it, mode, think) for it in pool[:shots]])
                     data_files["fewshot"] = str(include / f"{name}.fewshot.jsonl")
                     config["fewshot_split"] = "fewshot"
             if mode == "loglikelihood":
@@ -366,7 +371,7 @@ def write_tasks(benchmarks: list[Benchmark], work_dir: Path, *, shots: int = 0, 
                     "output_type": "generate_until",
                     "doc_to_target": "answer",
                     "target_delimiter": " ",
-                    "generation_kwargs": {"until": ["<|im_end|>", "<|endoftext|>"], "do_sample": False,
+                    "generation_kwargs": {"until": list(stop_words), "do_sample": False,
                                           "max_gen_toks": max_gen_tokens},
                     "process_results": "!function fk_mcq.process_results",
                     "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
@@ -415,8 +420,11 @@ def check_model_dirs(model: str | Path, adapter: str | Path | None) -> None:
 
 def run_lm_eval(taskset: TaskSet, model: str | Path, adapter: str | Path | None, out_dir: Path, *,
                 device: str | None = None, batch_size: str = "8", chat_template: bool = False,
-                limit: int | None = None, echo: bool = True, dtype: str | None = None) -> Path:
-    """``lm_eval run`` on the generated tasks; returns the folder lm-eval wrote results into."""
+                limit: int | None = None, echo: bool = True, dtype: str | None = None, step: str = "lm-eval") -> Path:
+    """``lm_eval run`` on the generated tasks; returns the folder lm-eval wrote results into.
+
+    A progress bar named ``step`` shows the elapsed time while lm-eval loads the model, then
+    items done, rate and ETA from lm-eval's own request bar."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -436,7 +444,12 @@ def run_lm_eval(taskset: TaskSet, model: str | Path, adapter: str | Path | None,
     if limit:
         command += ["--limit", str(limit)]
     env = {**launch.OFFLINE_ENV, "HF_ALLOW_CODE_EVAL": "0"}
-    launch.run(command, cwd=out_dir, env=env, log_path=out_dir.parent / f"{out_dir.name}.log", echo=echo)
+    items = sum(min(n, limit) if limit else n for n in taskset.counts.values())
+    with progress.bar(step, total=None, unit="items") as bar:
+        on_line = follow.follower(bar, lambda desc: desc.startswith("Running ") and desc.endswith(" requests"),
+                                  scale=items, echo=echo)
+        launch.run(command, cwd=out_dir, env=env, log_path=out_dir.parent / f"{out_dir.name}.log", echo=False,
+                   on_line=on_line)
     return out_dir
 
 
@@ -553,17 +566,21 @@ def evaluate(benchmarks: list[Benchmark], model: str | Path, adapter: str | Path
              label: str, shots: int = 0, mode: str = "loglikelihood", device: str | None = None,
              batch_size: str = "8", chat_template: bool | None = None, max_gen_tokens: int = 1024,
              limit: int | None = None, echo: bool = True, extra: dict[str, Any] | None = None,
-             name: str | None = None) -> Path:
+             name: str | None = None, step: str = "") -> Path:
     """Run the benchmarks on one model (+ adapter); write ``work_dir/<name>.json`` and ``.items.jsonl``
-    (``name`` defaults to ``label``)."""
+    (``name`` defaults to ``label``; ``step``, e.g. "2/3 ", numbers its progress bar)."""
     name = name or label
     check_model_dirs(model, adapter)
     if chat_template is None:
         chat_template = mode == "generate"
     started = time.time()
-    taskset = write_tasks(benchmarks, work_dir / f".{name}", shots=shots, mode=mode, max_gen_tokens=max_gen_tokens)
+    family = catalog.family_of(str(model))  # its stop words and thinking markers (lm-eval adds the EOS itself)
+    taskset = write_tasks(benchmarks, work_dir / f".{name}", shots=shots, mode=mode, max_gen_tokens=max_gen_tokens,
+                          stop_words=family.stop_words if family else (),
+                          think=family.think_markers if family else None)
     out_dir = run_lm_eval(taskset, model, adapter, work_dir / f".{name}" / "lm_eval", device=device,
-                          batch_size=batch_size, chat_template=chat_template, limit=limit, echo=echo)
+                          batch_size=batch_size, chat_template=chat_template, limit=limit, echo=echo,
+                          step=f"{step}lm-eval {label}: {'+'.join(b.name for b in benchmarks)}")
     summary, items = parse_results(out_dir, taskset, mode)
     record = {
         "kind": "benchmark",
@@ -584,8 +601,7 @@ def evaluate(benchmarks: list[Benchmark], model: str | Path, adapter: str | Path
     work_dir.mkdir(parents=True, exist_ok=True)
     _write_jsonl(work_dir / f"{name}.items.jsonl", items)
     path = work_dir / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return io.write_json(path, record)
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

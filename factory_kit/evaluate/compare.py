@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factory_kit.core import charts, io
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.evaluate.benchmarks import load_result
-
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-             "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback")
 
 
 @dataclass
@@ -136,28 +134,17 @@ def describe(result: dict[str, Any]) -> str:
     return f"{text}; {result.get('mode', 'loglikelihood')}, {result.get('shots', 0)}-shot"
 
 
-def cjk_font() -> str | None:
-    from matplotlib import font_manager
-
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in CJK_FONTS if name in names), None)
-
-
-def _needs_cjk(text: str) -> bool:
-    return any(ord(ch) > 0x2E7F for ch in text)
+def tick_labels(rows: list[Row]) -> list[str]:
+    """The chart's subject labels: the real (Chinese) names when a font can draw them, else the
+    table's ASCII keys (B1.S2...), which the Markdown table next to the chart explains."""
+    if charts.can_draw([r.label for r in rows]):
+        return [r.label for r in rows]
+    return [r.key if r.subject != "overall" else r.label for r in rows]
 
 
 def bar_chart(rows: list[Row], labels: tuple[str, str], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    font = cjk_font()
-    use_keys = font is None and any(_needs_cjk(r.label) for r in rows)
-    names = [r.key if use_keys and r.subject != "overall" else r.label for r in rows]
-    if font:
-        plt.rcParams["font.sans-serif"] = [font, *plt.rcParams["font.sans-serif"]]
+    plt = charts.pyplot()
+    names = tick_labels(rows)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.5))
     width = 0.38
     xs = range(len(rows))
@@ -180,16 +167,18 @@ def bar_chart(rows: list[Row], labels: tuple[str, str], path: Path, title: str) 
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
-def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
+def compare(a_path: str | Path, b_path: str | Path, out: str | Path | None = None, *,
             labels: tuple[str | None, str | None] = (None, None), title: str | None = None) -> tuple[Path, Path]:
-    """Write ``OUT.md`` and ``OUT.png`` comparing result A (before) with B (after)."""
-    a_path, b_path, out = Path(a_path), Path(b_path), Path(out)
+    """Write ``OUT.md`` and ``OUT.png`` comparing result A (before) with B (after); OUT defaults to
+    ``compare-<A>-vs-<B>`` beside B."""
+    a_path, b_path = Path(a_path), Path(b_path)
+    out = Path(out) if out is not None else b_path.parent / f"compare-{a_path.stem}-vs-{b_path.stem}"
     a, b = load_result(a_path), load_result(b_path)
     label_a = labels[0] or a.get("label") or a_path.stem
     label_b = labels[1] or b.get("label") or b_path.stem
@@ -261,13 +250,12 @@ def compare(a_path: str | Path, b_path: str | Path, out: str | Path, *,
                      + (" (not significant at 0.05)" if pair["mcnemar_p"] >= 0.05 else "") + ".")
         lines.append("")
     lines += [f"![{title}]({png_path.name})", ""]
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text("\n".join(lines), encoding="utf-8")
+    io.write_text(md_path, "\n".join(lines))
     summary = {"a": str(a_path), "b": str(b_path), "labels": [label_a, label_b], "paired": pair,
                "n_a": n_a, "n_b": n_b, "common_items": n_common if common else None,
                "rows": [{"key": r.key, "benchmark": r.benchmark, "subject": r.subject, "n": r.n,
                          "a": r.a, "b": r.b, "delta": r.delta} for r in rows]}
-    json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    io.write_json(json_path, summary)
     if not rows:
         raise FactoryKitError("nothing to compare")
     return md_path, png_path

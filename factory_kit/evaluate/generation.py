@@ -14,8 +14,9 @@ from rich.table import Table
 
 from factory_kit.run import launch
 from factory_kit.recipe import lfargs
-from factory_kit.core import paths
+from factory_kit.core import io, paths, progress
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.evaluate import follow
 
 NEEDED = {"jieba": "jieba", "nltk": "nltk", "rouge_chinese": "rouge-chinese"}
 METRIC_NAMES = ("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l")
@@ -92,10 +93,12 @@ def predict(rendered: Any, model: str, adapter: str | None, out_dir: Path, *, da
     config = predict_config(rendered, model, adapter, out_dir, datasets, max_samples=max_samples,
                             max_new_tokens=max_new_tokens, batch_size=batch_size)
     config_path = out_dir / "predict.yaml"
-    config_path.write_text("".join(f"{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in config.items()),
-                           encoding="utf-8")
+    io.write_text(config_path, "".join(f"{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in config.items()))
     started = time.time()
-    launch.llamafactory("train", config_path, cwd=paths.project_dir(), log_path=out_dir / "predict.log", echo=echo)
+    with progress.bar("generating", unit="batches") as bar:  # the trainer's prediction bar has no name
+        on_line = follow.follower(bar, lambda desc: desc == "", echo=echo)
+        launch.llamafactory("train", config_path, cwd=paths.project_dir(), log_path=out_dir / "predict.log",
+                            echo=False, on_line=on_line)
     results_file = out_dir / "predict_results.json"
     predictions = out_dir / "generated_predictions.jsonl"
     if not results_file.is_file() or not predictions.is_file():
@@ -110,7 +113,7 @@ def predict(rendered: Any, model: str, adapter: str | None, out_dir: Path, *, da
     record = {"kind": "generation", "model": str(model), "adapter": adapter, "datasets": datasets, "rows": rows,
               "max_new_tokens": max_new_tokens, "metrics": metrics, "raw": raw,
               "seconds": round(time.time() - started, 2), "predictions": predictions.name}
-    (out_dir / "generation.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    io.write_json(out_dir / "generation.json", record)
     return record
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from factory_kit.core import io, progress
 from factory_kit.core.errors import FactoryKitError
 
 CRITERIA = ("accuracy", "relevance", "completeness", "safety")
@@ -128,7 +129,8 @@ def judge_predictions(predictions: Path, out_dir: Path, *, model: str | None = N
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout)
     redact = _redactor()
     items, last_error = [], None
-    with open(journal_path, "a", encoding="utf-8") as journal:
+    with open(journal_path, "a", encoding="utf-8") as journal, \
+            progress.bar("judging", total=len(rows), unit="items") as bar:
         for index, row in enumerate(rows):
             prompt = render_prompt(redact(_prompt_of(row)), redact(row.get("label", "")), redact(row.get("predict", "")))
             request_key = hashlib.sha256(json.dumps([model, prompt], ensure_ascii=False).encode()).hexdigest()
@@ -164,17 +166,17 @@ def judge_predictions(predictions: Path, out_dir: Path, *, model: str | None = N
                 else:
                     item.update(status="scored", **scores)
             items.append(item)
+            bar.advance()
     counts = {s: sum(1 for it in items if it["status"] == s) for s in ("scored", "unparseable", "failed")}
     if items and counts["failed"] == len(items):
         raise FactoryKitError(f"judge {model} at {base_url}: every request failed; last error: {last_error}")
     scored = [it for it in items if it["status"] == "scored"]
     means = {c: (sum(it[c] for it in scored) / len(scored) if scored else None) for c in CRITERIA}
-    (out_dir / "judge.items.jsonl").write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items),
-                                                encoding="utf-8")
+    io.write_text(out_dir / "judge.items.jsonl", "".join(json.dumps(it, ensure_ascii=False) + "\n" for it in items))
     summary = {"kind": "judge", "model": model, "base_url": base_url, "predictions": str(predictions),
                "items": len(items), **counts, "cached": sum(1 for it in items if it["cached"]), "means": means,
                "journal": journal_path.name}
-    (out_dir / "judge.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    io.write_json(out_dir / "judge.json", summary)
     return summary
 
 

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from factory_kit.core import paths
+from factory_kit.core import io, paths
 from factory_kit.data import registry
 from factory_kit.core.errors import FactoryKitError
 
@@ -69,10 +69,9 @@ def loss_chart(output_dir: Path, path: Path, title: str) -> Path | None:
     losses, eval_losses = read_losses(output_dir)
     if not losses and not eval_losses:
         return None
-    import matplotlib
+    from factory_kit.core import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = charts.pyplot()  # Agg, and a CJK font for Chinese names when one is installed
 
     fig, ax = plt.subplots(figsize=(7, 4))
     if losses:
@@ -85,8 +84,8 @@ def loss_chart(output_dir: Path, path: Path, title: str) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -138,36 +137,53 @@ def _md_table(header: list[str], rows: list[list[Any]], align: str = "") -> list
 
 
 def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, project: Path, out_dir: Path) -> str:
+    """The report page: one section per concern, in reading order."""
     name = rendered.recipe.name if rendered else output_dir.name
-    lines = [f"# Training report: {name}", ""]
-    status = "succeeded" if record.get("exit_code") == 0 else f"FAILED (exit {record.get('exit_code')})"
-    lines += [f"- Run {status}: started {record.get('started')}, ended {record.get('ended')} "
-              f"({record.get('seconds')} s)",
-              f"- Output folder: `{paths.relative(output_dir, project)}`",
-              f"- Command: `{' '.join(record.get('command', []))}`",
-              f"- Git commit: `{record.get('git_commit') or 'unknown'}`", ""]
+    eval_dir = output_dir / "eval"
+    results = _benchmark_results(eval_dir)
+    lines = [*_run_section(name, output_dir, record, project),
+             *_loss_section(name, output_dir, out_dir),
+             *_benchmark_section(results, eval_dir, project, out_dir),
+             *_generation_section(eval_dir, project),
+             *_judge_section(eval_dir),
+             *_recipe_section(output_dir, record, rendered, project),
+             *_config_section(output_dir, record, rendered, project),
+             *_dataset_section(record, rendered, project),
+             *_reproduce_section(record, rendered, results, project)]
+    return "\n".join(lines)
 
+
+def _run_section(name: str, output_dir: Path, record: dict[str, Any], project: Path) -> list[str]:
+    status = "succeeded" if record.get("exit_code") == 0 else f"FAILED (exit {record.get('exit_code')})"
+    return [f"# Training report: {name}", "",
+            f"- Run {status}: started {record.get('started')}, ended {record.get('ended')} "
+            f"({record.get('seconds')} s)",
+            f"- Output folder: `{paths.relative(output_dir, project)}`",
+            f"- Command: `{' '.join(record.get('command', []))}`",
+            f"- Git commit: `{record.get('git_commit') or 'unknown'}`", ""]
+
+
+def _loss_section(name: str, output_dir: Path, out_dir: Path) -> list[str]:
     from factory_kit.run.records import read_losses
 
     losses, eval_losses = read_losses(output_dir)
-    lines += ["## Loss", ""]
+    lines = ["## Loss", ""]
     chart = loss_chart(output_dir, out_dir / "loss.png", f"{name}: loss")
-    if chart:
-        lines.append(f"![loss curves]({chart.name})")
-        lines.append("")
-        if losses:
-            lines.append(f"Train loss {losses[0][1]:.4f} (step {losses[0][0]}) -> {losses[-1][1]:.4f} "
-                         f"(step {losses[-1][0]}), {len(losses)} points.")
-        if eval_losses:
-            best = min(eval_losses, key=lambda x: x[1])
-            lines.append(f"Eval loss {eval_losses[0][1]:.4f} -> {eval_losses[-1][1]:.4f}; best {best[1]:.4f} "
-                         f"at step {best[0]}.")
-        lines.append("")
-    else:
-        lines += ["No losses logged (trainer_log.jsonl missing or empty).", ""]
+    if not chart:
+        return [*lines, "No losses logged (trainer_log.jsonl missing or empty).", ""]
+    lines += [f"![loss curves]({chart.name})", ""]
+    if losses:
+        lines.append(f"Train loss {losses[0][1]:.4f} (step {losses[0][0]}) -> {losses[-1][1]:.4f} "
+                     f"(step {losses[-1][0]}), {len(losses)} points.")
+    if eval_losses:
+        best = min(eval_losses, key=lambda x: x[1])
+        lines.append(f"Eval loss {eval_losses[0][1]:.4f} -> {eval_losses[-1][1]:.4f}; best {best[1]:.4f} "
+                     f"at step {best[0]}.")
+    return [*lines, ""]
 
-    # benchmark results
-    eval_dir = output_dir / "eval"
+
+def _benchmark_results(eval_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The benchmark result files under ``eval/`` (not compare summaries), read."""
     results = []
     for path in _result_files(eval_dir):
         try:
@@ -176,129 +192,144 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
             continue
         if isinstance(data, dict) and data.get("kind") == "benchmark":
             results.append((path, data))
-    lines += ["## Benchmarks", ""]
-    if results:
-        benches = sorted({b for _, d in results for b in d["benchmarks"]})
-        header = ["Benchmark / subject", "N"] + [d.get("label", p.stem) for p, d in results]
-        rows = []
-        for bench in benches:
-            subjects = sorted({s for _, d in results for s in d["benchmarks"].get(bench, {}).get("subjects", {})})
-            for subject in subjects:
-                cells = []
-                n = ""
-                for _, d in results:
-                    s = d["benchmarks"].get(bench, {}).get("subjects", {}).get(subject)
-                    cells.append(f"{100 * s['accuracy']:.1f}" if s else "n/a")
-                    n = n or (s["n"] if s else "")
-                rows.append([f"{bench} / {subject}", n, *cells])
-            cells = [f"**{100 * d['benchmarks'][bench]['accuracy']:.1f}**" if bench in d["benchmarks"] else "n/a"
-                     for _, d in results]
-            rows.append([f"**{bench} (all)**", next((d['benchmarks'][bench]['n'] for _, d in results
-                                                      if bench in d['benchmarks']), ""), *cells])
-        lines += _md_table(header, rows, "lr" + "r" * len(results))
-        lines += [f"- `{p.name}`: {d.get('mode')}, {d.get('shots')}-shot, model `{d.get('model')}`"
-                  + (f" + adapter `{d.get('adapter')}`" if d.get("adapter") else "") for p, d in results]
-        lines.append("")
-        for md in sorted(eval_dir.glob("before-after*.md")) + sorted(eval_dir.glob("compare-*.md")):
-            png = md.with_suffix(".png")
-            if png.is_file():
-                target = out_dir / png.name
-                target.write_bytes(png.read_bytes())
-                lines += [f"Before/after (`{paths.relative(md, project)}`):", "", f"![before/after]({png.name})", ""]
-    else:
-        lines += ["No benchmark results yet (`factory-kit eval RECIPE --baseline`).", ""]
+    return results
 
+
+def _benchmark_section(results: list[tuple[Path, dict[str, Any]]], eval_dir: Path, project: Path,
+                       out_dir: Path) -> list[str]:
+    lines = ["## Benchmarks", ""]
+    if not results:
+        return [*lines, "No benchmark results yet (`factory-kit eval RECIPE --baseline`).", ""]
+    benches = sorted({b for _, d in results for b in d["benchmarks"]})
+    header = ["Benchmark / subject", "N"] + [d.get("label", p.stem) for p, d in results]
+    rows = []
+    for bench in benches:
+        subjects = sorted({s for _, d in results for s in d["benchmarks"].get(bench, {}).get("subjects", {})})
+        for subject in subjects:
+            cells = []
+            n = ""
+            for _, d in results:
+                s = d["benchmarks"].get(bench, {}).get("subjects", {}).get(subject)
+                cells.append(f"{100 * s['accuracy']:.1f}" if s else "n/a")
+                n = n or (s["n"] if s else "")
+            rows.append([f"{bench} / {subject}", n, *cells])
+        cells = [f"**{100 * d['benchmarks'][bench]['accuracy']:.1f}**" if bench in d["benchmarks"] else "n/a"
+                 for _, d in results]
+        rows.append([f"**{bench} (all)**", next((d['benchmarks'][bench]['n'] for _, d in results
+                                                  if bench in d['benchmarks']), ""), *cells])
+    lines += _md_table(header, rows, "lr" + "r" * len(results))
+    lines += [f"- `{p.name}`: {d.get('mode')}, {d.get('shots')}-shot, model `{d.get('model')}`"
+              + (f" + adapter `{d.get('adapter')}`" if d.get("adapter") else "") for p, d in results]
+    lines.append("")
+    for md in sorted(eval_dir.glob("before-after*.md")) + sorted(eval_dir.glob("compare-*.md")):
+        png = md.with_suffix(".png")
+        if png.is_file():
+            io.write_bytes(out_dir / png.name, png.read_bytes())
+            lines += [f"Before/after (`{paths.relative(md, project)}`):", "", f"![before/after]({png.name})", ""]
+    return lines
+
+
+def _generation_section(eval_dir: Path, project: Path) -> list[str]:
     gen = eval_dir / "generation" / "generation.json"
-    lines += ["## Generation metrics", ""]
-    if gen.is_file():
-        data = json.loads(gen.read_text(encoding="utf-8"))
-        metrics = data.get("metrics", {})
-        lines += _md_table(["Metric", "Value"], [[k, f"{v:.2f}" if isinstance(v, float) else v]
-                                                 for k, v in sorted(metrics.items())], "lr")
-        lines += [f"Datasets: {', '.join(data.get('datasets', []))}; {data.get('rows')} rows; predictions in "
-                  f"`{paths.relative(eval_dir / 'generation' / 'generated_predictions.jsonl', project)}`.", ""]
-    else:
-        lines += ["No generation metrics yet (`factory-kit eval RECIPE --predict`).", ""]
-    judge = eval_dir / "judge" / "judge.json"
-    if judge.is_file():
-        data = json.loads(judge.read_text(encoding="utf-8"))
-        lines += ["## LLM judge", ""]
-        lines += _md_table(["Criterion", "Mean (1-5)"], [[k, "n/a" if v is None else f"{v:.2f}"]
-                                                         for k, v in data.get("means", {}).items()], "lr")
-        lines += [f"Judge `{data.get('model')}`: {data.get('scored')} scored, {data.get('unparseable')} unparseable, "
-                  f"{data.get('failed')} failed requests.", ""]
+    lines = ["## Generation metrics", ""]
+    if not gen.is_file():
+        return [*lines, "No generation metrics yet (`factory-kit eval RECIPE --predict`).", ""]
+    data = json.loads(gen.read_text(encoding="utf-8"))
+    metrics = data.get("metrics", {})
+    lines += _md_table(["Metric", "Value"], [[k, f"{v:.2f}" if isinstance(v, float) else v]
+                                             for k, v in sorted(metrics.items())], "lr")
+    return [*lines, f"Datasets: {', '.join(data.get('datasets', []))}; {data.get('rows')} rows; predictions in "
+            f"`{paths.relative(eval_dir / 'generation' / 'generated_predictions.jsonl', project)}`.", ""]
 
-    # recipe + config: what the run kept in <output_dir>/rendered/ (train copies it there), so a
-    # later render of the recipe cannot change what this report says the run used
-    kept = output_dir / "rendered"
-    lines += ["## Recipe", ""]
-    if (kept / "recipe.yaml").is_file():
-        lines += [f"`{paths.relative(kept / 'recipe.yaml', project)}` (merged, each value with its origin, as trained):", "",
-                  "```yaml", (kept / "recipe.yaml").read_text(encoding="utf-8").rstrip(), "```", ""]
-    else:
-        recipe_path = Path(record.get("recipe", ""))
-        if recipe_path and not recipe_path.is_absolute():
-            recipe_path = project / recipe_path
-        chain = list(rendered.recipe.chain) if rendered else ([recipe_path] if recipe_path.is_file() else [])
-        for path in chain:
-            lines += [f"`{paths.relative(path, project)}` (as it is now):", "", "```yaml",
-                      path.read_text(encoding="utf-8").rstrip(), "```", ""]
-        if not chain:
-            lines += [f"Recipe file `{record.get('recipe')}` not found.", ""]
-    lines += ["## Rendered config", ""]
-    config = kept / "train.yaml"
+
+def _judge_section(eval_dir: Path) -> list[str]:
+    judge = eval_dir / "judge" / "judge.json"
+    if not judge.is_file():
+        return []
+    data = json.loads(judge.read_text(encoding="utf-8"))
+    lines = ["## LLM judge", ""]
+    lines += _md_table(["Criterion", "Mean (1-5)"], [[k, "n/a" if v is None else f"{v:.2f}"]
+                                                     for k, v in data.get("means", {}).items()], "lr")
+    return [*lines, f"Judge `{data.get('model')}`: {data.get('scored')} scored, {data.get('unparseable')} unparseable, "
+            f"{data.get('failed')} failed requests.", ""]
+
+
+def _recipe_section(output_dir: Path, record: dict[str, Any], rendered: Any, project: Path) -> list[str]:
+    """What the run kept in <output_dir>/rendered/ (train copies it there), so a later render of the
+    recipe cannot change what this report says the run used; else the recipe files as they are now."""
+    kept = output_dir / "rendered" / "recipe.yaml"
+    lines = ["## Recipe", ""]
+    if kept.is_file():
+        return [*lines, f"`{paths.relative(kept, project)}` (merged, each value with its origin, as trained):", "",
+                "```yaml", kept.read_text(encoding="utf-8").rstrip(), "```", ""]
+    recipe_path = Path(record.get("recipe", ""))
+    if recipe_path and not recipe_path.is_absolute():
+        recipe_path = project / recipe_path
+    chain = list(rendered.recipe.chain) if rendered else ([recipe_path] if recipe_path.is_file() else [])
+    for path in chain:
+        lines += [f"`{paths.relative(path, project)}` (as it is now):", "", "```yaml",
+                  path.read_text(encoding="utf-8").rstrip(), "```", ""]
+    if not chain:
+        lines += [f"Recipe file `{record.get('recipe')}` not found.", ""]
+    return lines
+
+
+def _config_section(output_dir: Path, record: dict[str, Any], rendered: Any, project: Path) -> list[str]:
+    lines = ["## Rendered config", ""]
+    config = output_dir / "rendered" / "train.yaml"
     if not config.is_file() and rendered:
         config = project / rendered.context["build_dir"] / "train.yaml"
     if not config.is_file():
         config = output_dir / "training_args.yaml"
-    if config.is_file():
-        recorded = record.get("rendered", {}).get("train.yaml", "")
-        actual = hashlib.sha256(config.read_bytes()).hexdigest()
-        lines += [f"`{paths.relative(config, project)}`" + (f" (sha256 `{recorded[:16]}`)" if recorded else "") + ":", ""]
-        if recorded and config.name == "train.yaml" and actual != recorded:
-            lines += [f"**Warning:** `{paths.relative(config, project)}` changed since this run (sha256 `{actual[:16]}`, "
-                      f"the run used `{recorded[:16]}`); showing the current file.", ""]
-        lines += ["```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
-    else:
-        lines += ["Rendered config not found.", ""]
+    if not config.is_file():
+        return [*lines, "Rendered config not found.", ""]
+    recorded = record.get("rendered", {}).get("train.yaml", "")
+    actual = hashlib.sha256(config.read_bytes()).hexdigest()
+    lines += [f"`{paths.relative(config, project)}`" + (f" (sha256 `{recorded[:16]}`)" if recorded else "") + ":", ""]
+    if recorded and config.name == "train.yaml" and actual != recorded:
+        lines += [f"**Warning:** `{paths.relative(config, project)}` changed since this run (sha256 `{actual[:16]}`, "
+                  f"the run used `{recorded[:16]}`); showing the current file.", ""]
+    return [*lines, "```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
 
-    # datasets
-    lines += ["## Datasets", ""]
+
+def _dataset_section(record: dict[str, Any], rendered: Any, project: Path) -> list[str]:
+    lines = ["## Datasets", ""]
     hashes = record.get("datasets", {})
     names = []
     if rendered:
         names = [*rendered.recipe.data["datasets"], *rendered.recipe.data["eval_datasets"]]
     names += [n for n in hashes if n not in names]
-    reg_dir = project / (rendered.context["dataset_dir"] if rendered else "dataset_info")
+    reg_dir = project / rendered.context["dataset_dir"] if rendered else paths.registry_dir(project)
     try:
         entries = registry.load(reg_dir)
     except FactoryKitError:
         entries = {}
     cards = [dataset_card(n, entries.get(n), reg_dir, hashes.get(n)) for n in names]
-    if cards:
-        eval_names = set(rendered.recipe.data["eval_datasets"]) if rendered else set()
-        rows = []
-        for c in cards:
-            chars = c.get("chars")
-            rows.append([c["name"] + (" (eval)" if c["name"] in eval_names else ""), c.get("rows", "?"),
-                         f"{chars['min']} / {chars['median']} / {chars['max']}" if chars else "?",
-                         f"`{c.get('source') or c.get('note', '')}`", f"`{(c.get('sha256') or '')[:16]}`"])
-        lines += _md_table(["Dataset", "Rows", "Chars min / median / max", "Source", "sha256"], rows, "lrrll")
-    else:
-        lines += ["No datasets recorded.", ""]
+    if not cards:
+        return [*lines, "No datasets recorded.", ""]
+    eval_names = set(rendered.recipe.data["eval_datasets"]) if rendered else set()
+    rows = []
+    for c in cards:
+        chars = c.get("chars")
+        rows.append([c["name"] + (" (eval)" if c["name"] in eval_names else ""), c.get("rows", "?"),
+                     f"{chars['min']} / {chars['median']} / {chars['max']}" if chars else "?",
+                     f"`{c.get('source') or c.get('note', '')}`", f"`{(c.get('sha256') or '')[:16]}`"])
+    return [*lines, *_md_table(["Dataset", "Rows", "Chars min / median / max", "Source", "sha256"], rows, "lrrll")]
 
-    # reproduce
-    lines += ["## Reproduce", ""]
+
+def _reproduce_section(record: dict[str, Any], rendered: Any, results: list[tuple[Path, dict[str, Any]]],
+                       project: Path) -> list[str]:
+    lines = ["## Reproduce", ""]
     lines += _md_table(["Package", "Version"], [[k, v] for k, v in sorted(record.get("packages", {}).items())], "ll")
     lines += [f"Recipe sha256 `{record.get('recipe_sha256', '')}`.", ""]
     if record.get("rendered"):
         lines += _md_table(["Rendered file", "sha256"], [[k, f"`{v}`"] for k, v in sorted(record["rendered"].items())])
     if rendered:
+        recipe = paths.relative(rendered.recipe.path, project)
         lines += ["```sh", f"git checkout {record.get('git_commit') or 'HEAD'}",
-                  f"factory-kit train {paths.relative(rendered.recipe.path, project)} --overwrite",
-                  *(_eval_commands(paths.relative(rendered.recipe.path, project), results, project)
-                    or [f"factory-kit eval {paths.relative(rendered.recipe.path, project)} --baseline"]), "```", ""]
-    return "\n".join(lines)
+                  f"factory-kit train {recipe} --overwrite",
+                  *(_eval_commands(recipe, results, project) or [f"factory-kit eval {recipe} --baseline"]), "```", ""]
+    return lines
 
 
 def _eval_commands(recipe: str, results: list[tuple[Path, dict[str, Any]]], project: Path) -> list[str]:
@@ -380,11 +411,8 @@ def markdown_to_html(text: str, title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
 
-def build_report(run: str, *, out: Path | None = None, html_out: bool = True, html: bool | None = None,
-                 project: Path | None = None) -> list[Path]:
+def build_report(run: str, *, out: Path | None = None, html: bool = True, project: Path | None = None) -> list[Path]:
     """Write ``report.md`` (+ ``report.html``, ``loss.png``) for RUN; returns the files written."""
-    if html is not None:
-        html_out = html
     project = project or paths.project_dir()
     output_dir, record, rendered = _find_run(run, project)
     out_dir = Path(out) if out else output_dir / "report"
@@ -392,14 +420,10 @@ def build_report(run: str, *, out: Path | None = None, html_out: bool = True, ht
         out_dir = project / out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     text = build_markdown(output_dir, record, rendered, project, out_dir)
-    md = out_dir / "report.md"
-    md.write_text(text, encoding="utf-8")
-    written = [md]
+    written = [io.write_text(out_dir / "report.md", text)]
     if (out_dir / "loss.png").is_file():
         written.append(out_dir / "loss.png")
-    if html_out:
-        page = out_dir / "report.html"
-        page.write_text(markdown_to_html(text, f"Training report: {rendered.recipe.name if rendered else output_dir.name}"),
-                        encoding="utf-8")
-        written.append(page)
+    if html:
+        title = f"Training report: {rendered.recipe.name if rendered else output_dir.name}"
+        written.append(io.write_text(out_dir / "report.html", markdown_to_html(text, title)))
     return written

@@ -10,14 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from factory_kit.core import paths
 from factory_kit.data import registry
+from factory_kit.recipe import catalog, reward
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.data.samples import sample_dataset_names
 
-# Keys LLaMA-Factory needs in a `columns` map, per formatting and kind of stage.
+# Keys LLaMA-Factory needs in a `columns` map, per formatting and the kind of data a stage
+# trains on (the stage's `data:` in catalog/profiles.yaml).
 REQUIRED_COLUMNS = {
     ("alpaca", "pt"): ("prompt",),
     ("alpaca", "sft"): ("prompt", "response"),
+    ("alpaca", "prompts"): ("prompt",),
+    ("sharegpt", "prompts"): ("messages",),
     ("alpaca", "ranking"): ("prompt", "chosen", "rejected"),
     ("alpaca", "kto"): ("prompt", "response", "kto_tag"),
     ("sharegpt", "sft"): ("messages",),
@@ -28,29 +33,34 @@ SHAREGPT_TAGS = ("role_tag", "content_tag", "user_tag", "assistant_tag")
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
 
 
+def facts(r, ctx: dict[str, Any]) -> dict[str, Any]:
+    """What the `forbids` rules of catalog/profiles.yaml are written over (listed at its head)."""
+    d = r.data
+    method, hw = catalog.methods()[d["method"]], catalog.hardware()[d["hardware"]]
+    return {
+        "method": d["method"], "stage": d["stage"], "hardware": d["hardware"], "adapter": method.adapter,
+        "quantised": bool(ctx["quant"]), "quant_bits": d["quant"]["bits"], "predict": d["predict"]["enabled"],
+        "eval": bool(d["val_size"] or d["eval_datasets"]), "params_b": ctx["params_b"] or 0,
+        "nodes": d["nodes"]["count"], "master_addr": r.origins.get("nodes.master_addr", "default") != "default",
+        "distributed": hw.distributed, "reward_model_type": (ctx.get("reward_model") or {}).get("type"),
+    }
+
+
 def check_combination(r, ctx: dict[str, Any]) -> None:
-    """Settings that cannot work together fail here, with the reason."""
+    """Settings that cannot work together fail here, with the reason: first what the method,
+    hardware and stage rows of catalog/profiles.yaml forbid, then the rules of the recipe's own keys."""
     d, where = r.data, str(r.path)
-    method, stage, hw = d["method"], d["stage"], d["hardware"]
+    known = facts(r, ctx)
 
     def fail(msg: str) -> None:
         raise FactoryKitError(f"{where}: {msg}")
 
-    if ctx["quant"] and method in ("full", "freeze"):
-        fail(f"`quant` (bitsandbytes quantisation) needs an adapter method; `method: {method}` "
-             "trains the base weights, which cannot be quantised. Use `method: qlora` or drop `quant`")
-    if method == "qlora" and hw in ("ds-z3", "ds-z3-offload") and d["quant"]["bits"] == 8:
-        fail("8-bit QLoRA does not work with DeepSpeed ZeRO-3; use `quant.bits: 4` or `hardware: ds-z2`")
-    if d["predict"]["enabled"] and hw in ("ds-z3", "ds-z3-offload"):
-        fail("`predict.enabled` (do_predict) does not work with DeepSpeed ZeRO-3; "
-             "predict with `hardware: single` or `ds-z2` after training")
+    for row in (catalog.methods()[d["method"]], catalog.hardware()[d["hardware"]], catalog.stages()[d["stage"]]):
+        for rule in row.forbids:
+            if rule.holds(known):
+                fail(rule.message(known))
     if d["val_size"] and d["eval_datasets"]:
         fail("set either `val_size` (split off the training data) or `eval_datasets`, not both")
-    if stage in ("dpo", "kto") and method in ("full", "freeze") and hw == "single" and (ctx["params_b"] or 0) > 3:
-        fail(f"full-parameter {stage} needs a frozen reference copy of the model; "
-             f"a {ctx['params_b']}B model will not fit on one GPU: use `method: lora` or a DeepSpeed profile")
-    if hw == "multi-node" and d["nodes"]["count"] < 2:
-        fail("`hardware: multi-node` needs `nodes.count` of 2 or more (and nodes.master_addr)")
     probs = d["mix"]["probs"]
     if probs is not None:
         if d["mix"]["strategy"] == "concat":
@@ -60,8 +70,6 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
         if abs(sum(probs) - 1.0) > 1e-6:
             fail(f"`mix.probs` must sum to 1 (they sum to {sum(probs):g})")
     if d["thinking"] is not None and ctx["family"] != "custom":
-        from factory_kit.recipe import catalog
-
         fam = catalog.families().get(ctx["family"])
         if d["thinking"] and fam is not None and fam.thinking == "none":
             fail(f"`thinking: true` but {ctx['family']} models have no thinking mode; remove it")
@@ -78,15 +86,6 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
             close = difflib.get_close_matches(d["template"], known, n=1)
             fail(f"`template: {d['template']}` is not a LLaMA-Factory template"
                  + (f"; did you mean `{close[0]}`?" if close else "; `factory-kit ls models` shows each family's"))
-    if d["predict"]["enabled"] and stage != "sft":
-        fail(f"`predict.enabled` (predict_with_generate) works only with `stage: sft`, not {stage}; "
-             "evaluate a preference or pre-trained model with `factory-kit eval`")
-    if d["nodes"]["count"] > 1 and hw not in ("multi-node", "ray"):
-        fail(f"`nodes.count: {d['nodes']['count']}` needs `hardware: multi-node` (torchrun across nodes) or `ray`; "
-             f"`hardware: {hw}` runs on one node")
-    if hw == "multi-node" and d["nodes"]["count"] >= 2 and r.origins.get("nodes.master_addr", "default") == "default":
-        fail("`hardware: multi-node` needs `nodes.master_addr`: the address of node 0 that every node can reach "
-             "(127.0.0.1 only works when all ranks are on this machine)")
 
 
 # Raw `llamafactory:` keys that shadow a recipe key: set through the raw section they would bypass the
@@ -110,10 +109,6 @@ def check_raw_keys(r) -> None:
                 "leave export.yaml / infer.yaml out of step)")
 
 
-def _kind(stage: str) -> str:
-    return {"dpo": "ranking", "kto": "kto"}.get(stage, stage)
-
-
 def check_dataset_entry(name: str, entry: dict[str, Any], stage: str, registry_dir: Path, where: str) -> str:
     """Check one dataset_info entry for a stage; returns its formatting."""
     formatting = entry.get("formatting", "alpaca")
@@ -130,8 +125,8 @@ def check_dataset_entry(name: str, entry: dict[str, Any], stage: str, registry_d
                 f"(looked for {data_path}); re-import it or fix `file_name`"
             )
     ranking = bool(entry.get("ranking"))
-    kind = _kind(stage)
-    if stage == "pt" and formatting != "alpaca":
+    kind = catalog.stages()[stage].data
+    if kind == "pt" and formatting != "alpaca":
         raise FactoryKitError(
             f"{where}: dataset `{name}` is {formatting} (conversations); `stage: pt` needs plain text "
             "(alpaca formatting with columns: {prompt: text}); import a text corpus with `factory-kit data import`"
@@ -141,8 +136,9 @@ def check_dataset_entry(name: str, entry: dict[str, Any], stage: str, registry_d
             f"{where}: dataset `{name}` is not a preference dataset (`ranking: true` with chosen/rejected); "
             f"`stage: {stage}` needs one, e.g. import chosen/rejected pairs with `factory-kit data import`"
         )
-    if kind in ("sft", "pt") and ranking:
-        raise FactoryKitError(f"{where}: dataset `{name}` holds preference pairs (ranking); use it with `stage: dpo`")
+    if kind != "ranking" and ranking:
+        fits = " or ".join(f"`stage: {s.name}`" for s in catalog.stages().values() if s.data == "ranking")
+        raise FactoryKitError(f"{where}: dataset `{name}` holds preference pairs (ranking); use it with {fits}")
     if kind == "kto" and "kto_tag" not in (entry.get("columns") or {}):
         raise FactoryKitError(f"{where}: dataset `{name}` has no `columns.kto_tag`; `stage: kto` needs a kto_tag column")
     columns = entry.get("columns")
@@ -185,8 +181,8 @@ def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]
                 )
             formats[name] = check_dataset_entry(name, entries[name], r.data["stage"], registry_dir,
                                                 r.origins.get(key, where))
-    if ctx.get("thinking") is False and r.data["stage"] == "sft":
-        think = _think_datasets(registry_dir.parent / "data" / "meta")
+    if ctx.get("thinking") is False and catalog.stages()[r.data["stage"]].think_targets:
+        think = _think_datasets(paths.meta_dir(registry_dir.parent))
         with_think = [n for n in r.data["datasets"] if n in think]
         if with_think:
             fail_where = r.origins.get("thinking") if r.data["thinking"] is False else where
@@ -204,3 +200,37 @@ def _think_datasets(meta_dir: Path) -> set[str]:
         if meta.get("format") == "cot" and (meta.get("options") or {}).get("cot_style", "think") == "think":
             names.update(meta.get("registered") or [meta.get("name")])
     return names
+
+
+def package_problem(requirement: str) -> str | None:
+    """Why ``requirement`` (pip syntax) is not met here, or None; reads installed metadata only."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    req = Requirement(requirement)
+    try:
+        version = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        return f"{req.name} is not installed"
+    if req.specifier and not req.specifier.contains(version, prereleases=True):
+        return f"{req.name} {version} is installed"
+    return None
+
+
+def check_launch(ctx: dict[str, Any], project: Path) -> None:
+    """What `factory-kit train` checks before it launches (cheap: no torch, no llamafactory): the
+    packages the method, stage and hardware rows of catalog/profiles.yaml need, and a reward model
+    that its recipe has trained. Each problem is one line with the fix, instead of a traceback later."""
+    rows = (("method", catalog.methods()[ctx["method"]]), ("stage", catalog.stages()[ctx["stage"]]),
+            ("hardware", catalog.hardware()[ctx["hardware"]]))
+    for kind, row in rows:
+        for requirement, fix in row.packages.items():
+            problem = package_problem(requirement)
+            if problem:
+                raise FactoryKitError(f"{ctx['recipe_file']}: `{kind}: {row.name}` needs {requirement} "
+                                      f"({problem}): {' '.join(fix.split())}")
+    rm = ctx.get("reward_model")
+    why = reward.missing(reward.RewardModel(rm["path"], rm["type"], rm["recipe"]), project) if rm else None
+    if why:
+        raise FactoryKitError(why)

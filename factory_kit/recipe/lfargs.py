@@ -18,6 +18,7 @@ import sys
 import typing
 from typing import Any
 
+from factory_kit.core import io
 from factory_kit.core.paths import CATALOG_DIR
 
 SNAPSHOT = CATALOG_DIR / "lf_args.json"
@@ -125,5 +126,5 @@ def check(config: dict[str, Any], kind: str) -> list[tuple[str, str]]:
 
 if __name__ == "__main__":  # python -m factory_kit.recipe.lfargs  -> refresh the snapshot
     data = introspect()
-    SNAPSHOT.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    io.write_text(SNAPSHOT, json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"wrote {SNAPSHOT} ({len(data['train'])} train, {len(data['infer'])} infer keys)", file=sys.stderr)

@@ -29,26 +29,17 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from factory_kit.core import io
+from factory_kit.recipe import catalog
+
 CONFIG_DIR = "llamaboard_config"  # llamafactory.webui.common.DEFAULT_CONFIG_DIR
 CUSTOM_MODEL = "Custom"  # the UI's model-name choice for anything not in its list
-
-# llamafactory.extras.constants.TRAINING_STAGES, inverted: CLI stage -> UI stage name.
-UI_STAGES = {
-    "sft": "Supervised Fine-Tuning",
-    "rm": "Reward Modeling",
-    "ppo": "PPO",
-    "dpo": "DPO",
-    "kto": "KTO",
-    "pt": "Pre-Training",
-}
 
 # What the UI saves for a fresh page (every input of the Train tab and the top bar, as
 # Runner._build_config_dict writes them, empty text boxes as ""). tests/test_webui.py
@@ -233,6 +224,13 @@ def ui_model_names() -> dict[str, str]:
     return names
 
 
+def ui_stages() -> dict[str, str]:
+    """CLI stage -> the UI's name for it (llamafactory.extras.constants.TRAINING_STAGES, inverted):
+    each stage row's ``webui.training_stage`` in catalog/profiles.yaml."""
+    return {name: row.webui["training_stage"] for name, row in catalog.stages().items()
+            if row.webui.get("training_stage")}
+
+
 def ui_model_name(model: str) -> str:
     """The UI's name for a hub id (``Qwen/Qwen2.5-7B-Instruct`` -> ``Qwen2.5-7B-Instruct``)."""
     return ui_model_names().get(str(model).strip().lower(), CUSTOM_MODEL)
@@ -271,9 +269,11 @@ def llamaboard_config(train_config: dict, context: dict) -> dict:
         take("double_quantization")
 
     # --- train tab: stage and data
-    if stage not in UI_STAGES:
-        raise ValueError(f"stage {stage!r} has no web UI stage (known: {', '.join(UI_STAGES)})")
-    ui["train.training_stage"] = UI_STAGES[stage]
+    stages = ui_stages()
+    if stage not in stages:
+        raise ValueError(f"stage {stage!r} has no web UI stage (known: {', '.join(stages)})")
+    ui["train.training_stage"] = stages[stage]
+    row = catalog.stages()[stage]  # what the table says the UI shows for this stage
     ui["train.dataset_dir"] = str(take("dataset_dir", "data"))
     ui["train.dataset"] = _split_list(take("dataset"))
 
@@ -310,7 +310,7 @@ def llamaboard_config(train_config: dict, context: dict) -> dict:
     neat = bool(take("neat_packing", False))
     packing = take("packing")
     ui["train.neat_packing"] = neat
-    ui["train.packing"] = bool(packing) if packing is not None else stage == "pt"
+    ui["train.packing"] = bool(packing) if packing is not None else bool(row.webui.get("packing"))
     for key in ("train_on_prompt", "mask_history", "resize_vocab", "use_llama_pro"):
         ui[f"train.{key}"] = bool(take(key, False))
     ui["train.enable_thinking"] = bool(take("enable_thinking", True))
@@ -347,17 +347,21 @@ def llamaboard_config(train_config: dict, context: dict) -> dict:
         take("pissa_convert")  # the UI ties it to pissa_init
         ui["train.lora_target"] = ",".join(_split_list(take("lora_target", "all"))) or "all"
         ui["train.additional_target"] = ",".join(_split_list(take("additional_target")))
-    if stage in ("dpo", "kto"):
-        ui["train.pref_beta"] = take("pref_beta", 0.1)
-        ui["train.pref_ftx"] = take("pref_ftx", 0.0)
-        ui["train.pref_loss"] = take("pref_loss", "sigmoid")
+    # --- stage blocks (applied after extra_args too): the row's fields, keys the UI fixes, the reward model
+    for key, default in (row.webui.get("fields") or {}).items():
+        ui[f"train.{key}"] = take(key, default)
+    for key, value in (row.webui.get("fixed") or {}).items():
+        if key in rest and rest[key] == value:  # a different value stays in extra_args, where the UI overrides it
+            del rest[key]
+    if row.reward_model:
+        _reward_model(ui, rest, finetuning_type)
 
     # --- evaluation: the val_size slider only where the UI's derived eval keys agree
     val_size = rest.get("val_size")
     save_steps = train_config.get("save_steps", 500)  # Hugging Face defaults where unset
     train_batch = train_config.get("per_device_train_batch_size", 8)
     if (
-        isinstance(val_size, (int, float)) and 0 < val_size <= 1 and stage != "ppo"
+        isinstance(val_size, (int, float)) and 0 < val_size <= 1 and row.evaluates
         and rest.get("eval_strategy") == "steps"
         and rest.get("eval_steps") == save_steps
         and rest.get("per_device_eval_batch_size", 8) == train_batch
@@ -373,6 +377,20 @@ def llamaboard_config(train_config: dict, context: dict) -> dict:
             del rest[key]
     ui["train.extra_args"] = json.dumps(rest, sort_keys=True, ensure_ascii=False, default=str)
     return ui
+
+
+def _reward_model(ui: dict[str, Any], rest: dict[str, Any], finetuning_type: str) -> None:
+    """train.reward_model: the UI joins its entries under saves/<model>/<method>/ unless an entry holds a
+    path separator (webui/common.get_save_dir), so a folder is written with one; the UI derives
+    reward_model_type from the method (lora -> lora, else full): a different type cannot be expressed
+    and is left in extra_args (the UI overrides it)."""
+    path = str(rest.pop("reward_model", "") or "")
+    if path and "/" not in path:
+        path = f"./{path}"
+    ui["train.reward_model"] = ([path] if path else []) if finetuning_type in UI_PEFT else path
+    kind = rest.pop("reward_model_type", "lora")
+    if kind != ("lora" if finetuning_type == "lora" else "full"):
+        rest["reward_model_type"] = kind
 
 
 def _booster(ui: dict[str, Any], rest: dict[str, Any]) -> None:
@@ -428,17 +446,6 @@ def write_llamaboard_config(project: Path, recipe_name: str, train_config: dict,
     """Write ``<project>/llamaboard_config/<recipe_name>.yaml`` (deterministic; unchanged files untouched)."""
     config = llamaboard_config(train_config, {**context, "recipe_name": recipe_name})
     text = dump(config, recipe_name)
-    folder = Path(project) / CONFIG_DIR
-    path = folder / f"{recipe_name}.yaml"
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{recipe_name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = Path(project) / CONFIG_DIR / f"{recipe_name}.yaml"
+    io.write_if_changed(path, text)
     return path

@@ -2,8 +2,10 @@
 
 - ``extends``: a parent recipe (path relative to the child); maps merge, lists replace.
 - overrides: ``--set train.learning_rate=5e-5`` (values parsed as YAML 1.2, so typed).
-- schema: unknown keys fail with the file, the key and a "did you mean" suggestion;
-  wrong types fail with the expected type. YAML 1.2 reads ``1e-4`` as a number.
+- schema (the fields in ``recipe/schema.py``): unknown keys fail with the file, the key and a
+  "did you mean" suggestion; wrong types fail with the expected type, values out of range with
+  the range; keys that do nothing yet are refused with what to use instead. YAML 1.2 reads
+  ``1e-4`` as a number.
 Every value remembers where it came from (file or ``--set``) for ``factory-kit show``.
 """
 
@@ -20,111 +22,16 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.recipe import catalog, schema
 
-METHODS = ("lora", "qlora", "dora", "full", "freeze")
-STAGES = ("pt", "sft", "dpo", "kto")
-HARDWARE = ("single", "ds-z2", "ds-z3", "ds-z3-offload", "multi-node", "ray")
-PRECISIONS = ("bf16", "fp16", "fp32")
-
-# key -> (type(s), default, choices). A dict value is a nested section.
-num = (int, float)
-SCHEMA: dict[str, Any] = {
-    "extends": ((str,), None, None),
-    "description": ((str,), "", None),
-    "model": ((str,), None, None),
-    "template": ((str,), None, None),
-    "method": ((str,), "lora", METHODS),
-    "stage": ((str,), "sft", STAGES),
-    "datasets": ((list,), None, None),
-    "eval_datasets": ((list,), [], None),
-    "val_size": (num, 0.0, None),
-    "mix": {
-        "strategy": ((str,), "concat", ("concat", "interleave_under", "interleave_over", "interleave_once")),
-        "probs": ((list,), None, None),
-    },
-    "hardware": ((str,), "single", HARDWARE),
-    "precision": ((str,), "bf16", PRECISIONS),
-    "thinking": ((bool,), None, None),
-    "output_dir": ((str,), None, None),
-    "overwrite": ((bool,), False, None),
-    "train": {
-        "epochs": (num, 3.0, None),
-        "max_steps": ((int,), None, None),
-        "learning_rate": (num, 1.0e-4, None),
-        "cutoff_len": ((int,), None, None),
-        "batch_size": ((int,), 2, None),
-        "grad_accum": ((int,), 8, None),
-        "scheduler": ((str,), "cosine", None),
-        "warmup_ratio": (num, 0.1, None),
-        "weight_decay": (num, 0.0, None),
-        "max_grad_norm": (num, 1.0, None),
-        "max_samples": ((int,), None, None),
-        "logging_steps": ((int,), 10, None),
-        "save_steps": ((int,), 500, None),
-        "eval_steps": ((int,), 500, None),
-        "seed": ((int,), 42, None),
-        "gradient_checkpointing": ((bool,), True, None),
-        "packing": ((bool,), None, None),  # None: LLaMA-Factory's default (pt packs, sft does not)
-        "workers": ((int,), 4, None),
-        "plot_loss": ((bool,), True, None),
-    },
-    "lora": {
-        "rank": ((int,), 16, None),
-        "alpha": ((int,), 32, None),
-        "dropout": (num, 0.05, None),
-        "target": ((str,), None, None),
-    },
-    "quant": {
-        "bits": ((int,), 4, (4, 8)),
-        "type": ((str,), "nf4", ("nf4", "fp4")),
-        "double": ((bool,), True, None),
-    },
-    "freeze": {
-        "trainable_layers": ((int,), 2, None),
-        "trainable_modules": ((str,), "all", None),
-    },
-    "pref": {
-        "beta": (num, 0.1, None),
-        "loss": ((str,), "sigmoid", ("sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo")),
-        "ftx": (num, 0.0, None),
-    },
-    "nodes": {
-        "count": ((int,), 1, None),
-        "gpus_per_node": ((int,), 1, None),
-        "master_addr": ((str,), "127.0.0.1", None),
-        "master_port": ((int,), 29500, None),
-        "backend": ((str,), None, ("nccl", "gloo")),
-        "ray_workers": ((int,), 1, None),
-    },
-    "predict": {
-        "enabled": ((bool,), False, None),
-        "max_new_tokens": ((int,), 512, None),
-    },
-    "export": {
-        "merge": ((bool,), True, None),
-        "dir": ((str,), None, None),
-        "size_gb": ((int,), 5, None),
-        "gguf": ((str,), None, None),
-        "ollama": ((bool,), False, None),
-        "hub_repo": ((str,), None, None),
-    },
-    "infer": {
-        "backend": ((str,), "huggingface", ("huggingface", "vllm", "sglang")),
-        "max_new_tokens": ((int,), 512, None),
-        "temperature": (num, 0.7, None),
-        "top_p": (num, 0.9, None),
-    },
-    "llamafactory": ((dict,), {}, None),
-}
-REQUIRED = ("model", "datasets")
-# Values that must be > 0 (or, for the second set, in [0, 1)): caught here, not after a model loads.
-POSITIVE = ("train.epochs", "train.max_steps", "train.learning_rate", "train.cutoff_len", "train.batch_size",
-            "train.grad_accum", "train.max_samples", "train.logging_steps", "train.save_steps", "train.eval_steps",
-            "train.workers", "lora.rank", "lora.alpha", "pref.beta", "nodes.count",
-            "nodes.gpus_per_node", "nodes.ray_workers", "export.size_gb", "infer.max_new_tokens",
-            "predict.max_new_tokens")
-FRACTIONS = ("train.warmup_ratio", "lora.dropout", "val_size")
 MAX_EXTENDS_DEPTH = 20
+
+
+def fields() -> tuple[schema.Field, ...]:
+    """The recipe's keys (recipe/schema.py: typed, a help line each), with the `method`, `stage` and
+    `hardware` choices read from the profile table now (``$FACTORY_KIT_CATALOG`` may add rows)."""
+    return schema.bind({"methods": tuple(catalog.methods()), "stages": tuple(catalog.stages()),
+                        "hardware": tuple(catalog.hardware())})
 
 
 def yaml_loader() -> YAML:
@@ -256,25 +163,33 @@ def _type_name(types: tuple) -> str:
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
-def _validate(data: dict, schema: dict, origins: dict[str, str], prefix: str = "") -> None:
+def _accepted(node: dict) -> list[str]:
+    """The keys a recipe may set at this level (refused keys are known, not offered)."""
+    return [k for k, v in node.items() if isinstance(v, dict) or not v.refused]
+
+
+def _validate(data: dict, node: dict, origins: dict[str, str], prefix: str = "") -> None:
+    """Keys, types and choices against the field tree; a refused key says what to use instead."""
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         where = origins.get(dotted) or next(
             (v for k, v in origins.items() if k.startswith(dotted + ".")), "recipe"
         )
-        if key not in schema:
-            raise FactoryKitError(f"{where}: unknown key `{dotted}`{_suggest(key, list(schema))}")
-        spec = schema[key]
+        if key not in node:
+            raise FactoryKitError(f"{where}: unknown key `{dotted}`{_suggest(key, _accepted(node))}")
+        spec = node[key]
         if isinstance(spec, dict):
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise FactoryKitError(f"{where}: `{dotted}` must be a mapping of {', '.join(spec)}")
+                raise FactoryKitError(f"{where}: `{dotted}` must be a mapping of {', '.join(_accepted(spec))}")
             _validate(value, spec, origins, dotted + ".")
             continue
-        types, _default, choices = spec
         if value is None:
             continue
+        if spec.refused:
+            raise FactoryKitError(f"{where}: `{dotted}` {spec.refused}")
+        types, choices = spec.types, spec.choices
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
             hint = " (write numbers unquoted, e.g. 1.0e-4)" if isinstance(value, str) and float in types else ""
@@ -288,14 +203,15 @@ def _validate(data: dict, schema: dict, origins: dict[str, str], prefix: str = "
             )
 
 
-def _with_defaults(data: dict, schema: dict) -> dict:
+def _with_defaults(data: dict, node: dict) -> dict:
+    """Every accepted key, in schema order: the recipe's value, else the field's default."""
     out: dict[str, Any] = {}
-    for key, spec in schema.items():
+    for key, spec in node.items():
         if isinstance(spec, dict):
             out[key] = _with_defaults(data.get(key) or {}, spec)
-        else:
+        elif not spec.refused:
             value = data.get(key)
-            out[key] = copy.deepcopy(spec[1]) if value is None else value
+            out[key] = copy.deepcopy(spec.default) if value is None else value
     return out
 
 
@@ -339,15 +255,16 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     for assignment in overrides:
         apply_override(merged, origins, assignment)
     top = _display(path)
-    _validate(merged, SCHEMA, origins)
-    for key in REQUIRED:
+    tree = schema.tree(fields())
+    _validate(merged, tree, origins)
+    for key in (x.key for x in schema.FIELDS if x.required):
         if merged.get(key) in (None, "", []):
             raise FactoryKitError(f"{top}: `{key}` is required (set it in the recipe or a parent it extends)")
     for key in ("datasets", "eval_datasets"):
         for item in merged.get(key) or []:
             if not isinstance(item, str):
                 raise FactoryKitError(f"{top}: `{key}` must be a list of dataset names, got {item!r}")
-    full = _with_defaults(merged, SCHEMA)
+    full = _with_defaults(merged, tree)
     _check_ranges(full, origins, top)
     for dotted in _leaves(full):
         origins.setdefault(dotted, "default")
@@ -365,22 +282,11 @@ def _check_ranges(data: dict, origins: dict[str, str], top: str) -> None:
         v = value(dotted)
         if isinstance(v, float) and not math.isfinite(v):
             raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be a finite number")
-    layers = value("freeze.trainable_layers")
-    if layers == 0:
-        raise FactoryKitError(f"{origins.get('freeze.trainable_layers', top)}: `freeze.trainable_layers: 0` trains "
-                              "nothing; use n > 0 for the last n layers or n < 0 for the first |n|")
-    port = value("nodes.master_port")
-    if port is not None and not 1 <= port <= 65535:
-        raise FactoryKitError(f"{origins.get('nodes.master_port', top)}: `nodes.master_port: {port}` is not a TCP "
-                              "port (1-65535); the default is 29500")
-    for dotted in POSITIVE:
-        v = value(dotted)
-        if v is not None and v <= 0:
-            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be greater than 0")
-    for dotted in FRACTIONS:
-        v = value(dotted)
-        if v is not None and not 0 <= v < 1:
-            raise FactoryKitError(f"{origins.get(dotted, top)}: `{dotted}: {v}` must be a fraction in [0, 1)")
+    for rule in schema.RANGE_ORDER:  # each field's range (schema.py): > 0, a fraction, a port...
+        for x in schema.FIELDS:
+            v = value(x.key)
+            if x.range is rule and v is not None and not rule.test(v):
+                raise FactoryKitError(f"{origins.get(x.key, top)}: `{x.key}: {v}` {rule.message}")
 
 
 def _leaves(data: dict, prefix: str = ""):

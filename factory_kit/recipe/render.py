@@ -8,15 +8,17 @@ byte-identical files. Nothing here imports torch or llamafactory (render must be
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from factory_kit.recipe import catalog, lfargs
-from factory_kit.core import paths
+import jinja2
+
+from factory_kit.recipe import catalog, lfargs, reward
+from factory_kit.core import io, paths
 from factory_kit.recipe import load as recipe_mod
 from factory_kit.recipe.checks import check_combination, check_datasets, check_raw_keys
 from factory_kit.core.errors import FactoryKitError
@@ -24,7 +26,7 @@ from factory_kit.core.templates import environment
 from factory_kit.core.yamlio import to_yaml
 from factory_kit.recipe.llamaboard import write_llamaboard_config
 
-ADAPTER_METHODS = {"lora", "qlora", "dora"}
+
 @dataclass
 class Rendered:
     recipe: recipe_mod.Recipe
@@ -56,19 +58,21 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     family = info.family if info else None
     template = d["template"] or family.template
     method, stage, hardware = d["method"], d["stage"], d["hardware"]
+    rows = {"method": catalog.methods()[method], "stage": catalog.stages()[stage],
+            "hardware": catalog.hardware()[hardware]}  # what each does: catalog/profiles.yaml
     train = d["train"]
     cutoff = train["cutoff_len"] or (family.cutoff_len if family else 2048)
     lora_target = d["lora"]["target"] or (family.lora_target if family else "all")
-    output_dir = d["output_dir"] or f"outputs/{r.name}"
-    build_rel = f"build/{r.name}"
+    output_dir = d["output_dir"] or str((paths.outputs_dir(project) / r.name).relative_to(project))
+    build_rel = str((paths.build_dir(project) / r.name).relative_to(project))
     for label, value in (("project folder", str(project)), ("output_dir", output_dir),
                          ("model path", d["model"]), ("recipe path", str(r.path.resolve()))):
         _refuse_spaces(label, value, where)
     thinking = d["thinking"]
     if thinking is None and family is not None and family.thinking == "optional":
-        thinking = False if stage != "pt" else None
+        thinking = False if rows["stage"].data != "pt" else None  # plain text has no chat turns
     quant = None
-    if method == "qlora" or (r.origins.get("quant.bits", "default") != "default"):
+    if rows["method"].quantised or (r.origins.get("quant.bits", "default") != "default"):
         quant = d["quant"]
     export_dir = d["export"]["dir"] or f"{output_dir}/merged"
     ctx = {
@@ -81,8 +85,8 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
         "template": template,
         "thinking": thinking,
         "method": method,
-        "adapter": method in ADAPTER_METHODS,
-        "finetuning_type": "lora" if method in ADAPTER_METHODS else method,
+        "adapter": rows["method"].adapter,
+        "finetuning_type": rows["method"].finetuning_type,
         "stage": stage,
         "hardware": hardware,
         "precision": d["precision"],
@@ -97,17 +101,24 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
         "val_size": d["val_size"],
         "mix": d["mix"],
         "interleave_probs": ",".join(str(p) for p in d["mix"]["probs"]) if d["mix"]["probs"] else None,
-        "dataset_dir": "dataset_info",
+        "dataset_dir": paths.REGISTRY_DIRNAME,
         "cutoff_len": cutoff,
         "train": train,
         "output_dir": output_dir,
         "overwrite": d["overwrite"],
         "build_dir": build_rel,
-        "deepspeed": f"{build_rel}/deepspeed.json" if hardware.startswith("ds-") else None,
+        "deepspeed": f"{build_rel}/deepspeed.json" if rows["hardware"].deepspeed else None,
+        "ds": rows["hardware"].deepspeed,
+        "parts": {kind: row.part for kind, row in rows.items()},  # templates/train/<kind>_<part>.yaml.j2
+        "part_keys": {kind: list(row.keys.items()) for kind, row in rows.items()},
+        "reward_model": None,
         "export": {**d["export"], "dir": export_dir},
         "infer": d["infer"],
         "overrides": d["llamafactory"],
     }
+    rm = reward.resolve(r, project)
+    if rm is not None:
+        ctx["reward_model"] = {"path": rm.path, "type": rm.type, "recipe": rm.recipe, "marker": rm.marker}
     return ctx
 
 
@@ -171,8 +182,7 @@ def render(
     if ctx["adapter"]:
         texts["infer-merged.yaml"] = _render_template(env, "infer.yaml.j2", {**ctx, "merged": True}, {})
     if ctx["deepspeed"]:
-        name = {"ds-z2": "z2", "ds-z3": "z3", "ds-z3-offload": "z3-offload"}[ctx["hardware"]]
-        texts["deepspeed.json"] = env.get_template(f"deepspeed/{name}.json.j2").render(**ctx).strip() + "\n"
+        texts["deepspeed.json"] = env.get_template("deepspeed/zero.json.j2").render(**ctx).strip() + "\n"
     launch_env = launch_environment(ctx)
     if launch_env:
         texts["launch.env"] = "".join(
@@ -201,8 +211,7 @@ def render(
                 stale.unlink()
         for name, text in texts.items():
             path = out.out_dir / name
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                path.write_text(text, encoding="utf-8")
+            io.write_if_changed(path, text)
             out.files[name] = path
         # The web UI cannot read CLI YAMLs: also write its saved-arguments file for this recipe.
         out.files["llamaboard.yaml"] = write_llamaboard_config(project, r.name, out.configs["train.yaml"], ctx)
@@ -210,19 +219,7 @@ def render(
 
 
 def launch_environment(ctx: dict[str, Any]) -> dict[str, str]:
-    """torchrun / ray variables that llamafactory-cli reads, per hardware profile."""
-    hw, nodes = ctx["hardware"], ctx["nodes"]
-    if hw.startswith("ds-"):
-        return {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(nodes["gpus_per_node"])}
-    if hw == "multi-node":
-        return {
-            "FORCE_TORCHRUN": "1",
-            "NNODES": str(nodes["count"]),
-            "NPROC_PER_NODE": str(nodes["gpus_per_node"]),
-            "MASTER_ADDR": nodes["master_addr"],
-            "MASTER_PORT": str(nodes["master_port"]),
-            "NODE_RANK": "0",
-        }
-    if hw == "ray":
-        return {"USE_RAY": "1"}
-    return {}
+    """torchrun / ray variables that llamafactory-cli reads: the hardware row's ``env``, with
+    ``{nodes.count}`` and the like filled from the recipe's ``nodes`` section."""
+    nodes = SimpleNamespace(**ctx["nodes"])
+    return {key: str(value).format(nodes=nodes) for key, value in catalog.hardware()[ctx["hardware"]].env.items()}

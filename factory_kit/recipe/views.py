@@ -8,32 +8,14 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from factory_kit.core import paths
+from factory_kit.core import io, paths
 from factory_kit.core.errors import FactoryKitError
-from factory_kit.recipe.load import HARDWARE, METHODS, STAGES, Recipe, yaml_loader
+from factory_kit.recipe import catalog
+from factory_kit.recipe.load import Recipe, yaml_loader
 from factory_kit.core.yamlio import to_yaml
 
-METHOD_NOTES = {
-    "lora": "low-rank adapters on a bf16/fp16 base; the default",
-    "qlora": "LoRA over a 4-bit (or 8-bit) bitsandbytes base; least memory",
-    "dora": "weight-decomposed LoRA (use_dora); slower, sometimes better",
-    "full": "every weight trains; most memory (DeepSpeed for 7B+)",
-    "freeze": "only the last N layers train",
-}
-STAGE_NOTES = {
-    "pt": "continued pre-training on plain text",
-    "sft": "supervised fine-tuning on QA / conversations / CoT",
-    "dpo": "preference tuning on chosen/rejected pairs",
-    "kto": "preference tuning on single answers tagged good/bad",
-}
-HARDWARE_NOTES = {
-    "single": "one GPU (or CPU), no launcher",
-    "ds-z2": "DeepSpeed ZeRO-2 (optimizer+gradients sharded), torchrun",
-    "ds-z3": "DeepSpeed ZeRO-3 (parameters sharded too), torchrun",
-    "ds-z3-offload": "ZeRO-3 with optimizer and parameters offloaded to CPU RAM",
-    "multi-node": "torchrun across nodes (NNODES / NODE_RANK / MASTER_ADDR in launch.env)",
-    "ray": "Ray Train workers (USE_RAY=1, ray_num_workers)",
-}
+# `factory-kit ls methods|stages|hardware` and `new` read catalog/profiles.yaml.
+TABLES = {"methods": catalog.methods, "stages": catalog.stages, "hardware": catalog.hardware}
 
 
 def format_recipe(r: Recipe) -> str:
@@ -78,11 +60,9 @@ def _describe(path: Path) -> str:
 
 
 def listing(what: str) -> list[Table]:
-    from factory_kit.recipe import catalog
-
     tables = []
     if what in ("models", "all"):
-        t = Table(title="model families (factory_kit/catalog/models.yaml)")
+        t = Table(title="model families (factory_kit/recipe/catalog/models.yaml)")
         for col in ("family", "template", "thinking", "lora_target", "cutoff", "description"):
             t.add_column(col)
         for name, fam in catalog.families().items():
@@ -91,14 +71,14 @@ def listing(what: str) -> list[Table]:
                 template = f"[red]removed[/] ({fam.fix or ''})"
             t.add_row(name, template, fam.thinking, fam.lora_target, str(fam.cutoff_len), fam.description)
         tables.append(t)
-    for key, names, notes in (("methods", METHODS, METHOD_NOTES), ("stages", STAGES, STAGE_NOTES),
-                              ("hardware", HARDWARE, HARDWARE_NOTES)):
+    for key, rows in TABLES.items():
         if what in (key, "all"):
-            t = Table(title=key)
+            t = Table(title=f"{key} (factory_kit/recipe/catalog/profiles.yaml)")
             t.add_column("name")
             t.add_column("what it is")
-            for n in names:
-                t.add_row(n, notes[n])
+            t.add_column("needs")
+            for row in rows().values():
+                t.add_row(row.name, row.description, escape(row.needs) or "-")
             tables.append(t)
     if what in ("recipes", "all"):
         t = Table(title="recipes")
@@ -112,19 +92,23 @@ def listing(what: str) -> list[Table]:
 
 def scaffold(model: str, method: str, stage: str, hardware: str, datasets: list[str],
              out: Path | None, name: str | None) -> Path:
-    """Write a short starting recipe; values the catalog knows are left to defaults."""
-    from factory_kit.recipe import catalog
-
-    for label, value, options in (("method", method, METHODS), ("stage", stage, STAGES),
-                                  ("hardware", hardware, HARDWARE)):
+    """Write a short starting recipe; values the catalog knows are left to defaults, and what
+    each method, stage and hardware row of catalog/profiles.yaml adds (its `new:`) is written."""
+    rows = []
+    for label, value, table in (("method", method, "methods"), ("stage", stage, "stages"),
+                                ("hardware", hardware, "hardware")):
+        options = TABLES[table]()
         if value not in options:
             raise FactoryKitError(f"--{label} {value!r}: choose one of {', '.join(options)}")
+        rows.append(options[value])
     info = catalog.resolve(model, base_dir=paths.project_dir())
     name = name or f"{Path(model).name.lower()}-{method}-{stage}"
     out = out or paths.project_dir() / "recipes" / f"{name}.yaml"
     if out.exists():
         raise FactoryKitError(f"{out} already exists; choose another --name or --out")
-    default_data = {"pt": ["tcm_herbs"], "dpo": ["tcm_pref"], "kto": ["tcm_kto"]}.get(stage, ["tcm_qa_train"])
+    fill = {"lora_target": info.family.lora_target, "cutoff_len": info.family.cutoff_len}
+    default_data = rows[1].new.get("datasets") or ["tcm_qa_train"]
+    learning_rate = rows[0].new.get("learning_rate", 1.0e-4)
     body = [
         f"# {name}: {method} {stage} on {model} ({info.family.name}, template {info.family.template}).",
         "# Scaffolded by `factory-kit new`; `factory-kit show` prints every value and where it came from.",
@@ -134,15 +118,39 @@ def scaffold(model: str, method: str, stage: str, hardware: str, datasets: list[
         f"stage: {stage}",
         f"hardware: {hardware}",
         f"datasets: [{', '.join(datasets or default_data)}]",
-        "train: {epochs: 3, learning_rate: " + ("1.0e-5" if method == "full" else "1.0e-4")
+        f"train: {{epochs: 3, learning_rate: {to_yaml(float(learning_rate))}"
         + f", cutoff_len: {info.family.cutoff_len}, batch_size: 2, grad_accum: 8}}",
     ]
-    if method in ("lora", "qlora", "dora"):
-        body.append(f"lora: {{rank: 16, alpha: 32, target: {info.family.lora_target}}}")
-    if stage in ("dpo", "kto"):
-        body.append("pref: {beta: 0.1}")
-    if hardware == "multi-node":
-        body.append("nodes: {count: 2, gpus_per_node: 8, master_addr: 10.0.0.1}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(body) + "\n", encoding="utf-8")
-    return out
+    for row in rows:
+        for key, value in (row.new.get("recipe") or {}).items():
+            body.append(f"{key}: {_flow(value, fill)}")
+    return io.write_text(out, "\n".join(body) + "\n")
+
+
+def _flow(value: Any, fill: dict[str, Any]) -> str:
+    """A recipe value as one line of flow YAML; "{lora_target}" and the like filled from the family."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v, fill)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v, fill) for v in value) + "]"
+    if isinstance(value, str):
+        value = value.format(**fill)
+    return to_yaml(value)
+
+
+def key_table(markdown: bool = False) -> Table | str:
+    """Every recipe key with its type, default and help line, from the schema (`factory-kit ls keys`);
+    ``markdown`` gives the table docs/recipes.md holds (a test keeps the two equal)."""
+    from factory_kit.recipe import schema
+    from factory_kit.recipe.load import fields
+
+    if markdown:
+        return schema.markdown(fields())
+    t = Table(title="recipe keys (factory_kit/recipe/schema.py)")
+    t.add_column("key", no_wrap=True)
+    for col in ("type", "default", "meaning"):
+        t.add_column(col)
+    for key, kind, default, text in schema.rows(fields()):
+        style = "bold" if key in schema.SECTIONS else ("red" if default == "refused" else "")
+        t.add_row(escape(key), kind, escape(default), escape(text), style=style)
+    return t

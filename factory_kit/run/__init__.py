@@ -1,3 +1,4 @@
-"""Runs: launch ``llamafactory-cli`` (train, export, chat, serve, webui) with rendered files,
-record what ran, the demo and the tiny local model. Imports ``core``, ``data`` and ``recipe``.
+"""Runs: ``launch`` (every child process: llamafactory-cli, lm-eval), ``train``, ``model``
+(export, chat, serve), ``records`` (run.json for train and eval alike), ``webui``, the ``demo``
+and the tiny local model. Imports ``core``, ``data`` and ``recipe``.
 """

@@ -7,30 +7,29 @@ same code path a user's own recipe takes; only the model is tiny.
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from factory_kit.run import launch, records as runs, tinymodel
 from factory_kit.core import paths
-from factory_kit.recipe.render import render
 from factory_kit.data.samples import import_samples
+from factory_kit.recipe.render import render
+from factory_kit.run import launch, model, tinymodel
+from factory_kit.run.train import train
 
 QUESTION = "黄芪的主要功效是什么？"
 
 
 def run_demo(recipe: str, console: Console) -> None:
-    import os
-
     os.environ.update(launch.OFFLINE_ENV)  # the demo needs no hub: fail fast if anything reaches for it
     start = time.monotonic()
     project = paths.project_dir()
 
     console.rule("[bold]1/5 tiny model")
-    model_dir, built = tinymodel.build(paths.models_dir() / "tiny-qwen2")
+    model_dir, built = tinymodel.build(tinymodel.default_dir(project))
     console.print(f"{'built' if built else 'cached'}: {model_dir.relative_to(project)}")
 
     console.rule("[bold]2/5 import sample data")
@@ -45,11 +44,11 @@ def run_demo(recipe: str, console: Console) -> None:
         console.print(f"  {path.relative_to(project)}")
 
     console.rule("[bold]4/5 train (llamafactory-cli train)")
-    result = runs.train(recipe)
+    result = train(recipe)
 
     console.rule("[bold]5/5 merge (llamafactory-cli export) and ask")
-    merged = runs.export(recipe)
-    answer = runs.ask(recipe, QUESTION, merged=True)
+    merged = model.export(recipe)
+    answer = model.ask(recipe, QUESTION, merged=True)
 
     total = time.monotonic() - start
     table = Table(title="factory-kit demo", show_header=False)

@@ -6,6 +6,7 @@ lines are kept, so a failure can name the command and its last error line.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import os
 import re
@@ -18,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from factory_kit.core.errors import FactoryKitError, LaunchError
 
@@ -131,6 +132,25 @@ def _stop_child_on_signals(proc: subprocess.Popen) -> Callable[[], None]:
     return restore
 
 
+def _passed_through(fd: int) -> Iterator[str]:
+    """Write the child's output to our stdout as it arrives; yield it again line by line
+    (for the tail, the log and ``on_line``)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while True:
+        chunk = os.read(fd, 65536)
+        text = decoder.decode(chunk, final=not chunk)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        pending += text
+        *lines, pending = pending.split("\n")
+        yield from lines
+        if not chunk:
+            break
+    if pending:
+        yield pending
+
+
 def run(
     command: Sequence[str],
     *,
@@ -141,8 +161,13 @@ def run(
     echo: bool = True,
     tail_lines: int = 200,
     input_text: str | None = None,
+    interactive: bool = False,
 ) -> LaunchResult:
-    """Run ``command``, stream its output, return the result; raise LaunchError on failure."""
+    """Run ``command``, stream its output, return the result; raise LaunchError on failure.
+
+    ``interactive``: the child reads this terminal's stdin, and its output is shown as it comes
+    (a prompt without a newline, tokens streamed one by one), not line by line.
+    """
     command = [str(c) for c in command]
     child_env = {**os.environ, **BASE_ENV, **(env or {})}
     # llamafactory-cli re-launches itself with `torchrun` from PATH: make the venv's bin visible
@@ -159,7 +184,7 @@ def run(
                 command,
                 cwd=cwd,
                 env=child_env,
-                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdin=None if interactive else subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -176,13 +201,13 @@ def run(
             proc.stdin.write(input_text)
             proc.stdin.close()
         try:
-            for raw in proc.stdout:
+            for raw in (_passed_through(proc.stdout.fileno()) if interactive else proc.stdout):
                 # tqdm redraws with \r: keep the newest frame only.
                 line = raw.rstrip("\n").split("\r")[-1]
                 tail.append(line)
                 if log:
                     log.write(line + "\n")
-                if echo:
+                if echo and not interactive:
                     sys.stdout.write(line + "\n")
                     sys.stdout.flush()
                 if on_line:
@@ -216,10 +241,11 @@ def llamafactory(
     on_line: Callable[[str], None] | None = None,
     echo: bool = True,
     input_text: str | None = None,
+    interactive: bool = False,
 ) -> LaunchResult:
     """``llamafactory-cli SUBCOMMAND [CONFIG]``."""
     command = [executable("llamafactory-cli"), subcommand]
     if config is not None:
         command.append(str(config))
     return run(command, cwd=cwd, env=env, log_path=log_path, on_line=on_line, echo=echo,
-               input_text=input_text)
+               input_text=input_text, interactive=interactive)

@@ -1,45 +1,34 @@
-"""Runs: train, export, chat and serve a rendered recipe through llamafactory-cli.
+"""Run records: what ran, traced well enough to repeat it.
 
-Each run re-renders (so every launch is checked first), shells out with the rendered
-file, and records ``run.json`` next to its outputs: recipe hash, dataset hashes, package
-versions, git commit, command, start/end and exit code, so any result can be traced.
+Every run (train, eval...) writes ``run.json`` next to its outputs: recipe hash, dataset
+hashes, package versions, git commit, command, start/end, exit code (and the error of a
+failed run). Eval folders also keep ``runs.jsonl``, one line per run, so a later run does
+not erase the record of an earlier one. Also here: the losses a run logged, and the copy
+of the rendered files a run used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
-import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from factory_kit.run import launch
-from factory_kit.core import paths
-from factory_kit.data import registry
+from factory_kit.core import io
 from factory_kit.core.errors import FactoryKitError
-from factory_kit.recipe.render import Rendered, render
+from factory_kit.data import registry
+from factory_kit.recipe.render import Rendered
 
-RESULT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
-                "model.safetensors.index.json", "trainer_state.json")
 TRACKED_PACKAGES = ("factory-kit", "llamafactory", "torch", "transformers", "peft", "trl", "datasets", "accelerate",
                     "lm_eval")
-
-
-@dataclass
-class TrainResult:
-    rendered: Rendered
-    output_dir: Path
-    losses: list[tuple[int, float]]
-    eval_losses: list[tuple[int, float]]
-    seconds: float
-    run_json: Path
+HISTORY_NAME = "runs.jsonl"
 
 
 def _sha256(path: Path) -> str:
@@ -81,8 +70,10 @@ def dataset_hashes(rendered: Rendered, project: Path) -> dict[str, str]:
 
 
 def write_run_json(path: Path, rendered: Rendered | None, project: Path, command: list[str],
-                   started: float, ended: float, exit_code: int, extra: dict[str, Any] | None = None) -> Path:
-    """Record what ran (train, eval...): enough hashes and versions to trace or repeat it."""
+                   started: float, ended: float, exit_code: int, extra: dict[str, Any] | None = None, *,
+                   history: bool = False) -> Path:
+    """Record what ran (train, eval...): enough hashes and versions to trace or repeat it.
+    ``history``: also append the record to ``runs.jsonl`` beside it (run.json is the latest run)."""
     record: dict[str, Any] = {}
     if rendered is not None:
         recipe_text = "".join(p.read_text(encoding="utf-8") for p in rendered.recipe.chain)
@@ -102,9 +93,28 @@ def write_run_json(path: Path, rendered: Rendered | None, project: Path, command
         "exit_code": exit_code,
         **(extra or {}),
     })
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    io.write_json(path, record)
+    if history:
+        with open(path.parent / HISTORY_NAME, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def recording(path: Path, rendered: Rendered | None, project: Path, command: list[str],
+              extra: dict[str, Any], *, history: bool = False) -> Iterator[dict[str, Any]]:
+    """Write ``run.json`` when the block ends, success or not: a failed run is recorded with its
+    exit code and error too. The block may add to the yielded ``extra`` (results, say)."""
+    started, exit_code = time.time(), 1
+    try:
+        yield extra
+        exit_code = 0
+    except FactoryKitError as exc:
+        exit_code = exc.exit_code
+        extra["error"] = str(exc)
+        raise
+    finally:
+        write_run_json(path, rendered, project, command, started, time.time(), exit_code, extra, history=history)
 
 
 def read_losses(output_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
@@ -124,27 +134,6 @@ def read_losses(output_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[i
     return losses, eval_losses
 
 
-def holds_results(output_dir: Path) -> bool:
-    """A previous run left weights or checkpoints here (logs of a failed start do not count)."""
-    if not output_dir.is_dir():
-        return False
-    return any(output_dir.glob("checkpoint-*")) or any(
-        (output_dir / name).exists() for name in RESULT_FILES)
-
-
-def last_checkpoint(output_dir: Path) -> Path | None:
-    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"),
-                         key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
-    return checkpoints[-1] if checkpoints else None
-
-
-def _launch_env(rendered: Rendered, node_rank: int | None) -> dict[str, str]:
-    env = dict(rendered.env)
-    if node_rank is not None:
-        env["NODE_RANK"] = str(node_rank)
-    return env
-
-
 def keep_rendered(rendered: Rendered, output_dir: Path) -> Path:
     """Copy what this run uses into ``<output_dir>/rendered/``: later renders of the recipe must not
     change what a report says the run ran. Includes the merged recipe with each value's origin."""
@@ -155,116 +144,5 @@ def keep_rendered(rendered: Rendered, output_dir: Path) -> Path:
     target.mkdir(parents=True)
     for name, path in rendered.files.items():
         shutil.copyfile(path, target / name)
-    (target / "recipe.yaml").write_text(format_recipe(rendered.recipe) + "\n", encoding="utf-8")
+    io.write_text(target / "recipe.yaml", format_recipe(rendered.recipe) + "\n")
     return target
-
-
-def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite: bool = False,
-          resume: bool = False, node_rank: int | None = None, echo: bool = True) -> TrainResult:
-    """Render, check, and run ``llamafactory-cli train``; never report a failed run as success."""
-    project = paths.project_dir()
-    rendered = render(recipe_path, overrides, project=project)
-    output_dir = project / rendered.context["output_dir"]
-    extra: list[str] = []
-    if holds_results(output_dir) and not rendered.context["overwrite"]:
-        if resume:
-            checkpoint = last_checkpoint(output_dir)
-            if checkpoint is None:
-                raise FactoryKitError(f"{output_dir}: --resume given but there is no checkpoint-* to resume from")
-            extra.append(f"llamafactory.resume_from_checkpoint={checkpoint.relative_to(project)}")
-        elif overwrite:
-            extra.append("overwrite=true")
-        else:
-            raise FactoryKitError(
-                f"{rendered.context['output_dir']} already holds a run; pass --overwrite to replace it, "
-                "--resume to continue from its last checkpoint, or set `output_dir` in the recipe"
-            )
-    if extra:
-        rendered = render(recipe_path, (*overrides, *extra), project=project)
-    if rendered.context["overwrite"] and output_dir.exists() and not (node_rank or 0) > 0:
-        # stale checkpoints/logs from an older run must not mix in (only the main node clears:
-        # on a shared filesystem another node's clear would delete the main node's run)
-        shutil.rmtree(output_dir)
-    train_yaml = rendered.files["train.yaml"]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    keep_rendered(rendered, output_dir)
-    command = [launch.executable("llamafactory-cli"), "train", str(train_yaml.relative_to(project))]
-    started = time.time()
-    exit_code = 1
-    try:
-        launch.llamafactory("train", train_yaml.relative_to(project), cwd=project,
-                            env=_launch_env(rendered, node_rank), log_path=output_dir / "factory-kit.log",
-                            echo=echo)
-        exit_code = 0
-    finally:
-        run_json = write_run_json(output_dir / "run.json", rendered, project, command, started, time.time(),
-                                  exit_code, {"kind": "train"})
-    losses, eval_losses = read_losses(output_dir)
-    if not losses and not (node_rank or 0) > 0:  # only the main node writes trainer_log.jsonl
-        raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")
-    return TrainResult(rendered, output_dir, losses, eval_losses, time.time() - started, run_json)
-
-
-def export(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, echo: bool = True) -> Path:
-    """Merge the adapter into the base model with ``llamafactory-cli export``; returns the export dir."""
-    project = paths.project_dir()
-    rendered = render(recipe_path, overrides, project=project)
-    ctx = rendered.context
-    trained = project / ctx["output_dir"]
-    if not (trained / "adapter_config.json").exists() and not (trained / "config.json").exists():
-        raise FactoryKitError(f"{ctx['output_dir']}: no trained model here yet; run `factory-kit train {recipe_path}` first")
-    export_dir = project / ctx["export"]["dir"]
-    launch.llamafactory("export", rendered.files["export.yaml"].relative_to(project), cwd=project,
-                        log_path=trained / "factory-kit.log", echo=echo)
-    if not (export_dir / "config.json").exists():
-        raise FactoryKitError(f"llamafactory-cli export exited 0 but wrote no model to {export_dir}")
-    return export_dir
-
-
-def trained_model_dir(rendered: Rendered, project: Path, *, merged: bool = False, hint: str = "") -> Path:
-    """The folder the recipe's training (or, with ``merged``, its export) wrote: the adapter, the
-    full model, or the merged model; a clear error when it is not there yet."""
-    ctx, recipe = rendered.context, rendered.recipe.path
-    if merged:
-        if not ctx["adapter"]:
-            raise FactoryKitError(f"{recipe}: --merged is for adapter methods (lora/qlora/dora); "
-                                  f"method {ctx['method']} already trains the whole model")
-        if not (project / ctx["export"]["dir"] / "config.json").is_file():
-            raise FactoryKitError(f"{ctx['export']['dir']}: no merged model yet; run `factory-kit export {recipe}` first")
-        return project / ctx["export"]["dir"]
-    marker = "adapter_config.json" if ctx["adapter"] else "config.json"
-    if not (project / ctx["output_dir"] / marker).is_file():
-        raise FactoryKitError(f"{ctx['output_dir']}: no trained model ({marker}) yet; "
-                              f"run `factory-kit train {recipe}` first{hint}")
-    return project / ctx["output_dir"]
-
-
-def inference_config(rendered: Rendered, project: Path, *, merged: bool = False) -> Path:
-    """The infer YAML for chat/serve, after checking that the model it points to exists."""
-    trained_model_dir(rendered, project, merged=merged)
-    return rendered.files["infer-merged.yaml" if merged else "infer.yaml"].relative_to(project)
-
-
-def ask(recipe_path: str | Path, question: str, overrides: tuple[str, ...] = (), *, merged: bool = False,
-        echo: bool = False) -> str:
-    """One question through ``llamafactory-cli chat``; returns the answer text."""
-    project = paths.project_dir()
-    rendered = render(recipe_path, overrides, project=project)
-    config = inference_config(rendered, project, merged=merged)
-    result = launch.llamafactory("chat", config, cwd=project, echo=echo,
-                                 input_text=question.replace("\n", " ") + "\nexit\n")
-    text = "\n".join(result.tail)
-    if "Assistant:" not in text:
-        raise FactoryKitError(f"llamafactory-cli chat gave no answer: {launch.last_error_line(result.tail)}")
-    answer = text.split("Assistant:", 1)[1]
-    answer = answer.split("\nUser:", 1)[0]
-    return answer.strip()
-
-
-def serve(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, port: int = 8000, merged: bool = False) -> None:
-    """Serve the model on an OpenAI-compatible endpoint (``llamafactory-cli api``) until stopped."""
-    project = paths.project_dir()
-    rendered = render(recipe_path, overrides, project=project)
-    config = inference_config(rendered, project, merged=merged)
-    launch.llamafactory("api", config, cwd=project,
-                        env={"API_PORT": str(port), "API_HOST": os.environ.get("API_HOST", "127.0.0.1")})

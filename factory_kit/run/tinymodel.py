@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from factory_kit.core import paths
 from factory_kit.core.paths import SAMPLES_DIR
 
 # Numbers from ENVIRONMENT.md: small enough to train in seconds on 2 CPU cores.
@@ -37,6 +38,11 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+
+
+def default_dir(project: Path | None = None) -> Path:
+    """Where the demo recipes look for the tiny model: ``models/tiny-qwen2`` in the project."""
+    return paths.models_dir(project) / "tiny-qwen2"
 
 
 def corpus_files(samples_dir: Path = SAMPLES_DIR) -> list[Path]:

@@ -29,11 +29,12 @@ from pathlib import Path
 import yaml
 
 from factory_kit.run import launch
-from factory_kit.core import paths
+from factory_kit.core import io, paths
 from factory_kit.core.errors import FactoryKitError, LaunchError
+from factory_kit.data import registry
 from factory_kit.recipe.llamaboard import CONFIG_DIR, CUSTOM_MODEL
 
-DATASET_DIR = "dataset_info"  # relative to the project: the registry folder
+DATASET_DIR = paths.REGISTRY_DIRNAME  # relative to the project: the registry folder
 CACHE_DIR = "llamaboard_cache"  # llamafactory.webui.common.DEFAULT_CACHE_DIR
 USER_CONFIG = "user_config.yaml"  # llamafactory.webui.common.USER_CONFIG
 LOG_NAME = "webui.log"
@@ -114,10 +115,7 @@ def sync_user_config(project: Path) -> Path:
             newest_model = name
     if newest_model:
         config["last_model"] = newest_model
-    text = yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    io.write_if_changed(path, yaml.safe_dump(config, sort_keys=True, allow_unicode=True))
     return path
 
 
@@ -137,9 +135,9 @@ def start_webui(
     project = Path(project or paths.project_dir()).resolve()
     if not project.is_dir():
         raise FactoryKitError(f"project folder {project} does not exist")
-    registry = project / DATASET_DIR / "dataset_info.json"
-    if not registry.is_file():
-        print(f"note: {registry} not found: the UI will list no datasets "
+    registry_file = registry.registry_path(paths.registry_dir(project))
+    if not registry_file.is_file():
+        print(f"note: {registry_file} not found: the UI will list no datasets "
               "(import or register one first, e.g. `factory-kit data import`)", file=sys.stderr)
     if _port_taken(host, port):
         raise FactoryKitError(f"port {port} on {host} is already in use; pick another with --port")
@@ -168,7 +166,7 @@ def start_webui(
     proc = subprocess.Popen(cmd, cwd=project, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     proc.url = url  # type: ignore[attr-defined]
 
-    def _terminate(signum, frame):  # SIGTERM/SIGHUP to us: take the UI's group down too
+    def _terminate(_signum, _frame):  # SIGTERM/SIGHUP to us: take the UI's group down too
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}

@@ -25,20 +25,22 @@ class AlpacaImporter(Importer):
         # rows, so an import with any multi-turn row is written as sharegpt conversations
         # (the same turns LLaMA-Factory's alpaca converter would build).
         self.multi_turn = False
-        self._resolved: dict[tuple, tuple] = {}
+        #: column keys (instruction, input, output, system, history) per key set of the rows seen:
+        #: the import's fast path reads rows of a known key set through it
+        self.resolved: dict[tuple, tuple] = {}
 
     @classmethod
     def detect(cls, keys: set[str]) -> bool:
         return bool(keys & {k.lower() for k in INSTRUCTION}) and bool(keys & {k.lower() for k in OUTPUT})
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
-        keys = self._resolved.get(tuple(row))
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
+        keys = self.resolved.get(tuple(row))
         if keys is None:
             keys = (self.key(row, "instruction", INSTRUCTION[1:]), self.key(row, "input", INPUT[1:]),
                     self.key(row, "output", OUTPUT[1:]), self.key(row, "system", SYSTEM[1:]),
                     self.key(row, "history", HISTORY[1:]))
-            if len(self._resolved) < 4096:
-                self._resolved[tuple(row)] = keys
+            if len(self.resolved) < 4096:
+                self.resolved[tuple(row)] = keys
         ik, nk, ok, sk, hk = keys
         if ik is None or ok is None:
             self.field(row, "instruction", INSTRUCTION[1:])  # raises the "missing field" reason

@@ -46,7 +46,6 @@ class Importer:
         self.f = fields
         self.columns = columns or {}
         self.options = options
-        self.current_line = 0  # line of the record being converted (set by the import)
         self.notes: Counter = Counter()  # things done to converted rows that the report should say
         self._keys: dict[tuple, str | None] = {}
 
@@ -73,8 +72,9 @@ class Importer:
         return self.f.text(row, self.key(row, name, aliases), self.columns.get(name, name),
                            required=required, aliases=aliases)
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
-        """Output rows (usually one) without provenance; raise RowError with the reason."""
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
+        """Output rows (usually one) without provenance; raise RowError with the reason.
+        ``line`` is where the row starts in its source (text chunks remember it)."""
         raise NotImplementedError
 
     def texts(self, out: dict[str, Any]) -> list[str]:

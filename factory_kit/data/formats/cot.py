@@ -36,19 +36,22 @@ class CotImporter(Importer):
         detect_cot = {"complex_cot", "cot", "reasoning", "reasoning_content", "thinking", "思考", "推理过程"}
         return bool(keys & detect_cot) and bool(keys & set(RESPONSE)) and bool(keys & set(QUESTION))
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
         question = self.field(row, "Question", QUESTION)
         response = self.field(row, "Response", RESPONSE)
-        if self.style == "drop":
-            output = response
-        else:
-            cot = self.field(row, "Complex_CoT", COT)
-            if self.style == "think":
-                output = f"<think>\n{cot}\n</think>\n\n{response}"
-            else:
-                output = f"{cot}\n\n{response}"
+        output = response if self.style == "drop" else with_reasoning(self.field(row, "Complex_CoT", COT),
+                                                                      response, self.style)
         system = self.field(row, "system", (), required=False)
         return [{"instruction": question, "input": "", "output": output, "system": system}]
 
     def entry(self) -> dict[str, Any]:
         return alpaca_entry()
+
+
+def with_reasoning(cot: str, response: str, style: str = "think") -> str:
+    """An answer with its reasoning kept the --cot-style way (see the module docstring)."""
+    if style == "drop":
+        return response
+    if style == "plain":
+        return f"{cot}\n\n{response}"
+    return f"<think>\n{cot}\n</think>\n\n{response}"

@@ -12,11 +12,12 @@ The benchmark row (``data/benchmarks/NAME.jsonl``) has exactly
 from __future__ import annotations
 
 import re
-import string
 from typing import Any
 
 import xxhash
 
+from factory_kit.data import mcq_options
+from factory_kit.data.mcq_options import LETTERS
 from factory_kit.data.quality import RowError, json_type
 from factory_kit.data.formats.base import Importer, alpaca_entry
 
@@ -26,14 +27,7 @@ ANSWER = ("answer", "answer_idx", "correct_answer", "label", "答案", "正确�
 EXPLANATION = ("explanation", "analysis", "解析", "答案解析", "rationale", "explain", "exp")
 SUBJECT = ("subject", "category", "科目", "学科", "类别", "exam")
 ID = ("id", "qid", "question_id", "编号")
-LETTERS = string.ascii_uppercase
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_PREFIX = re.compile(r"^\s*[\(（]?([A-Za-z])[\)）]?\s*[.．、:：)）]\s*")
-_ANSWER_PREFIX = re.compile(
-    r"^\s*[【\[]?\s*(?:参考答案|标准答案|正确答案|答案|answer|correct answer)\s*[】\]]?\s*(?:是|为|is)?\s*[:：]?\s*", re.I)
-# exam banks write the letter(s) in brackets: (C), （C）, 【C】, [A、C]
-_ANSWER_BRACKETS = re.compile(r"^[\(（【\[]\s*(.*?)\s*[\)）】\]]$")
-_ANSWER_LETTERS = re.compile(r"^[A-Z](?:\s*[,，、/和及 ]?\s*[A-Z])*$")
 
 
 class McqImporter(Importer):
@@ -46,7 +40,7 @@ class McqImporter(Importer):
         has_options = bool(keys & set(OPTIONS)) or {"a", "b"} <= keys
         return has_options and bool(keys & set(ANSWER)) and bool(keys & set(QUESTION))
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
         question = self.field(row, "question", QUESTION[1:])
         options = self._options(row)
         answer = self._answer(row, options)
@@ -61,7 +55,7 @@ class McqImporter(Importer):
             qid = f"{self.options.get('name') or 'q'}-{digest[:12]}"
         zh = bool(_CJK.search(question))
         multi = len(answer) > 1
-        lines = "\n".join(f"{k}. {v}" for k, v in options.items())
+        lines = "\n".join(mcq_options.option_lines(options))
         if zh:
             kind = "多项选择题，请选出所有正确答案" if multi else "单项选择题，请选出正确答案"
             intro = f"以下是{subject}{kind}。" if _CJK.search(subject) else f"以下是一道{kind}。"
@@ -82,24 +76,21 @@ class McqImporter(Importer):
         if key is not None and row.get(key) not in (None, "", [], {}):
             value = row[key]
             if isinstance(value, str):  # "A. x\nB. y" in one cell
-                parts = [p for p in re.split(r"\n|(?=(?<![A-Za-z])[A-H][.．、:：])", value) if p.strip()]
-                value = parts
+                value = mcq_options.split_cell(value)
             if isinstance(value, list):
                 for i, item in enumerate(value):
                     if i >= len(LETTERS):
                         raise RowError(f'field "{key}" has more than {len(LETTERS)} options')
-                    letter = LETTERS[i]
-                    text = self.f.value(f'option {letter}', item)
-                    m = _PREFIX.match(text)
-                    if m and m.group(1).upper() == letter:
-                        text = text[m.end():].strip()
-                        if not text:
-                            raise RowError(f"option {letter} is empty", kind="empty")
+                    letter = mcq_options.letter(i)
+                    raw = self.f.value(f'option {letter}', item)
+                    text = mcq_options.strip_prefix(raw, letter)
+                    if not text and text != raw:
+                        raise RowError(f"option {letter} is empty", kind="empty")
                     opts[letter] = text
             elif isinstance(value, dict):
-                for k in sorted(value, key=lambda k: str(k).strip().upper()):
-                    letter = str(k).strip().upper()
-                    if len(letter) != 1 or letter not in LETTERS:
+                for k in sorted(value, key=mcq_options.normalize_key):
+                    letter = mcq_options.normalize_key(k)
+                    if not mcq_options.is_letter(letter):
                         raise RowError(f'field "{key}" key {k!r} is not an option letter (A, B, C...)')
                     opts[letter] = self.f.value(f"option {letter}", value[k])
             else:
@@ -137,13 +128,8 @@ class McqImporter(Importer):
         text = self.f.clean(value)
         if not text:
             raise RowError(f'field "{key}" is empty', kind="empty")
-        letters_text = _ANSWER_PREFIX.sub("", text).strip().rstrip("。.．").strip().upper()
-        bracketed = _ANSWER_BRACKETS.match(letters_text)
-        if bracketed:
-            letters_text = bracketed.group(1).rstrip("。.．").strip()
-        if _ANSWER_LETTERS.match(letters_text):
-            letters = sorted(set(re.findall(r"[A-Z]", letters_text)))
-        else:
+        letters = mcq_options.parse_answer(text)
+        if letters is None:
             matches = [k for k, v in options.items() if v == text]
             if not matches:
                 raise RowError(f'field "{key}" is {value!r}: not option letter(s) nor the text of an option')

@@ -23,10 +23,11 @@ class OpenAIImporter(Importer):
     def detect(cls, keys: set[str]) -> bool:
         return "messages" in keys
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
         key = self.key(row, "messages", ("conversations",))
         messages = require_list(row, key, "messages")
-        system, turns = parse_turns(self.f, messages, key or "messages", self.notes)
+        system, turns = parse_turns(self.f, messages, key or "messages", self.notes,
+                                      self.options.get("cot_style") or "think")
         if not system and isinstance(row.get("system"), str):
             system = self.f.clean(row["system"])
         out = [{"role": "system", "content": system}] if system else []

@@ -50,7 +50,7 @@ class PreferenceImporter(Importer):
             return "kto"
         raise RowError('missing field "chosen"/"rejected" (pairs) or "label" (KTO)', kind="missing")
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
         kind = self._kind_of(row)
         if kind == "pair_conv":
             out = self._pair_conv(row)

@@ -20,10 +20,11 @@ class SharegptImporter(Importer):
     def detect(cls, keys: set[str]) -> bool:
         return bool(keys & set(MESSAGES))
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
         key = self.key(row, "conversations", MESSAGES[1:] + ("messages",))
         messages = require_list(row, key, "conversations")
-        system, turns = parse_turns(self.f, messages, key or "conversations", self.notes)
+        system, turns = parse_turns(self.f, messages, key or "conversations", self.notes,
+                                      self.options.get("cot_style") or "think")
         column_system = self.field(row, "system", SYSTEM[1:], required=False)
         return [{"conversations": [{"from": TAG[r], "value": c} for r, c in turns],
                  "system": system or column_system, "tools": tools_text(self.f, row)}]

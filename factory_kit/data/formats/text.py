@@ -48,8 +48,7 @@ class TextImporter(Importer):
     def detect(cls, keys: set[str]) -> bool:
         return bool(keys & set(TEXT))
 
-    def convert(self, row: dict) -> list[dict[str, Any]]:
-        line = self.current_line
+    def convert(self, row: dict, line: int = 0) -> list[dict[str, Any]]:
         text = self.field(row, "text", TEXT[1:])
         out: list[dict[str, Any]] = []
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]

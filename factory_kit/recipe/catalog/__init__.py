@@ -8,6 +8,11 @@ source by the tests, not at run time.
 Matching order (see the head of models.yaml): the first family, in file order, whose
 ``match`` glob fits one of the model's names wins; a local folder whose names match
 nothing falls back to ``config_match`` against its config.json, again in file order.
+
+The same folder holds ``profiles.yaml``, the table of training methods, stages and hardware
+profiles (typed in ``profiles.py``, re-exported here). Both files can be replaced for one
+process by a folder named in ``$FACTORY_KIT_CATALOG`` (adding a family or a profile is then
+a change to that folder only; see :func:`catalog_file`).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.recipe.catalog.profiles import (  # noqa: F401  (the table, re-exported)
+    CATALOG_ENV, Hardware, Method, Profiles, Rule, Stage, catalog_file, hardware, methods, stages, table,
+)
 
-CATALOG_FILE = Path(__file__).with_name("models.yaml")
+CATALOG_FILE = Path(__file__).with_name("models.yaml")  # the shipped one; catalog_file() says which is used
 THINKING = ("none", "optional", "always")
-ADD_FAMILY_HINT = "set `template:` in the recipe, or add a family to factory_kit/catalog/models.yaml"
+ADD_FAMILY_HINT = "set `template:` in the recipe, or add a family to factory_kit/recipe/catalog/models.yaml"
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class ModelFamily:
     config_match: dict = field(default_factory=dict, hash=False)
     params_b: dict = field(default_factory=dict, hash=False)
     cot_format: str | None = None  # "{thought}" + "{answer}" joined as the model writes them
+    stop_words: tuple[str, ...] = ()  # strings that end the model's turn (lm-eval's `until`)
     base: str | None = None
     notes: str | None = None
 
@@ -50,6 +59,16 @@ class ModelFamily:
     def usable(self) -> bool:
         """True when LLaMA-Factory 0.9.5 ships a template for this family."""
         return self.template is not None and not self.template_removed
+
+    @property
+    def think_markers(self) -> tuple[str, str] | None:
+        """(open, close) around the reasoning, read from ``cot_format`` (``<think>``/``</think>``,
+        HuatuoGPT-o1's ``## Thinking``/``## Final Response``); None for a family that does not think."""
+        if not self.cot_format or self.thinking == "none":
+            return None
+        head, _, rest = self.cot_format.partition("{thought}")
+        middle = rest.partition("{answer}")[0]
+        return head.strip(), middle.strip()
 
 
 @dataclass(frozen=True)
@@ -87,14 +106,20 @@ def _load(path: Path) -> dict[str, ModelFamily]:
             raise FactoryKitError(f"{path}: family {name!r} needs `description` and `template`")
         entry["match"] = tuple(m.lower() for m in entry.get("match") or ())
         entry["params_b"] = {str(k).lower(): float(v) for k, v in (entry.get("params_b") or {}).items()}
+        entry["stop_words"] = tuple(str(w) for w in entry.get("stop_words") or ())
         out[str(name)] = ModelFamily(name=str(name), **entry)
     return out
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
+def _families(path: Path, mtime: float) -> dict[str, ModelFamily]:
+    return _load(path)
+
+
 def families() -> dict[str, ModelFamily]:
     """Every family in models.yaml, in file order (which is the matching precedence)."""
-    return _load(CATALOG_FILE)
+    path = catalog_file("models.yaml")
+    return _families(path, path.stat().st_mtime)
 
 
 def _name_groups(model: str, folder: Path | None, config: dict) -> list[list[str]]:
@@ -224,3 +249,12 @@ def resolve(model: str, base_dir: Path | None = None, *, strict: bool = True) ->
     if params is None:
         params = _params_from_tag([n for g in groups for n in g], family)
     return ModelInfo(model=text, family=family, params_b=params, local=local, path=folder if local else None)
+
+
+def family_of(model: str, base_dir: Path | None = None) -> ModelFamily | None:
+    """The family of a model id or folder, or None when the catalog does not know it (never raises):
+    for callers that only refine their behaviour by family, e.g. the stop words of an evaluation."""
+    try:
+        return resolve(model, base_dir, strict=False).family
+    except FactoryKitError:
+        return None

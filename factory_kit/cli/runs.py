@@ -1,0 +1,105 @@
+"""`factory-kit train`, `export`, `chat`, `serve`, `webui`, `demo`, `tiny-model`: parse, call
+factory_kit.run, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from factory_kit.cli.options import merged_option, set_option
+from factory_kit.core.console import console, friendly
+
+
+@click.command()
+@click.argument("recipe")
+@set_option
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in output_dir.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
+@click.option("--node-rank", type=int, default=None, help="This node's rank (multi-node).")
+@friendly
+def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool, node_rank: int | None) -> None:
+    """Render, check and run `llamafactory-cli train` for RECIPE."""
+    from factory_kit.run.train import train as do_train
+
+    result = do_train(recipe, overrides, overwrite=overwrite, resume=resume, node_rank=node_rank)
+    if not result.losses:
+        console.print(f"[green]node {node_rank} finished[/] (the main node logs the loss)")
+        return
+    first, last = result.losses[0][1], result.losses[-1][1]
+    console.print(f"[green]trained[/] {result.output_dir} in {result.seconds:.1f}s: loss {first:.4f} -> {last:.4f}")
+
+
+@click.command()
+@click.argument("recipe")
+@set_option
+@friendly
+def export(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Merge the trained adapter into the base model (`llamafactory-cli export`)."""
+    from factory_kit.run.model import export as do_export
+
+    console.print(f"[green]exported[/] {do_export(recipe, overrides)}")
+
+
+@click.command()
+@click.argument("recipe")
+@set_option
+@click.option("-q", "--question", default=None, help="Ask one question and print the answer (else interactive).")
+@merged_option
+@friendly
+def chat(recipe: str, overrides: tuple[str, ...], question: str | None, merged: bool) -> None:
+    """Chat with the trained model (`llamafactory-cli chat`)."""
+    from factory_kit.run.model import chat as do_chat
+
+    answer = do_chat(recipe, overrides, question=question, merged=merged)
+    if answer is not None:
+        console.print(answer)
+
+
+@click.command()
+@click.argument("recipe")
+@set_option
+@click.option("--port", type=int, default=8000, show_default=True)
+@merged_option
+@friendly
+def serve(recipe: str, overrides: tuple[str, ...], port: int, merged: bool) -> None:
+    """Serve the model on an OpenAI-compatible API (`llamafactory-cli api`)."""
+    from factory_kit.run.model import serve as do_serve
+
+    do_serve(recipe, overrides, port=port, merged=merged)
+
+
+@click.command()
+@click.option("--port", type=int, default=7860, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@friendly
+def webui(port: int, host: str) -> None:
+    """Start LLaMA-Factory's web UI on this project's datasets and rendered recipes."""
+    from factory_kit.run.webui import start_webui
+
+    start_webui(port=port, host=host)
+
+
+@click.command()
+@click.option("--recipe", default="recipes/demo-tiny.yaml", show_default=True)
+@friendly
+def demo(recipe: str) -> None:
+    """The main job on the embedded default: import samples, render, train, merge, ask."""
+    from factory_kit.run.demo import run_demo
+
+    run_demo(recipe, console)
+
+
+@click.command("tiny-model")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder (default: models/tiny-qwen2).")
+@click.option("--force", is_flag=True, help="Rebuild even if cached.")
+@friendly
+def tiny_model_cmd(out: Path | None, force: bool) -> None:
+    """Build the embedded default model (tiny Qwen2, local BPE tokenizer, no hub)."""
+    from factory_kit.run import tinymodel
+
+    path, built = tinymodel.build(out or tinymodel.default_dir(), force=force)
+    console.print(f"{'built' if built else 'cached'}: {path}")
+
+
+COMMANDS = [train, export, chat, serve, webui, demo, tiny_model_cmd]

@@ -1,0 +1,94 @@
+"""`factory-kit train`: render, check, and run ``llamafactory-cli train``, with the output-folder
+policy (refuse to mix runs; --overwrite replaces, --resume continues from the last checkpoint)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory_kit.core import paths
+from factory_kit.core.errors import FactoryKitError
+from factory_kit.recipe.checks import check_launch
+from factory_kit.recipe.render import Rendered, render
+from factory_kit.run import launch, records
+
+RESULT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
+                "model.safetensors.index.json", "trainer_state.json")
+
+
+@dataclass
+class TrainResult:
+    rendered: Rendered
+    output_dir: Path
+    losses: list[tuple[int, float]]
+    eval_losses: list[tuple[int, float]]
+    seconds: float
+    run_json: Path
+
+
+def holds_results(output_dir: Path) -> bool:
+    """A previous run left weights or checkpoints here (logs of a failed start do not count)."""
+    if not output_dir.is_dir():
+        return False
+    return any(output_dir.glob("checkpoint-*")) or any(
+        (output_dir / name).exists() for name in RESULT_FILES)
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"),
+                         key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    return checkpoints[-1] if checkpoints else None
+
+
+def _policy_overrides(rendered: Rendered, output_dir: Path, project: Path, *, overwrite: bool,
+                      resume: bool) -> list[str]:
+    """What an output folder that already holds a run needs: resume from its checkpoint, replace it,
+    or a clear refusal (never train into it and mix two runs)."""
+    if not holds_results(output_dir) or rendered.context["overwrite"]:
+        return []
+    if resume:
+        checkpoint = last_checkpoint(output_dir)
+        if checkpoint is None:
+            raise FactoryKitError(f"{output_dir}: --resume given but there is no checkpoint-* to resume from")
+        return [f"llamafactory.resume_from_checkpoint={checkpoint.relative_to(project)}"]
+    if overwrite:
+        return ["overwrite=true"]
+    raise FactoryKitError(
+        f"{rendered.context['output_dir']} already holds a run; pass --overwrite to replace it, "
+        "--resume to continue from its last checkpoint, or set `output_dir` in the recipe"
+    )
+
+
+def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite: bool = False,
+          resume: bool = False, node_rank: int | None = None, echo: bool = True) -> TrainResult:
+    """Render, check, and run ``llamafactory-cli train``; never report a failed run as success."""
+    project = paths.project_dir()
+    rendered = render(recipe_path, overrides, project=project)
+    output_dir = project / rendered.context["output_dir"]
+    extra = _policy_overrides(rendered, output_dir, project, overwrite=overwrite, resume=resume)
+    if extra:
+        rendered = render(recipe_path, (*overrides, *extra), project=project)
+    check_launch(rendered.context, project)  # packages and a trained reward model, before any launch
+    main_node = not (node_rank or 0) > 0
+    if rendered.context["overwrite"] and output_dir.exists() and main_node:
+        # stale checkpoints/logs from an older run must not mix in (only the main node clears:
+        # on a shared filesystem another node's clear would delete the main node's run)
+        shutil.rmtree(output_dir)
+    train_yaml = rendered.files["train.yaml"].relative_to(project)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    records.keep_rendered(rendered, output_dir)
+    env = dict(rendered.env)
+    if node_rank is not None:
+        env["NODE_RANK"] = str(node_rank)
+    command = [launch.executable("llamafactory-cli"), "train", str(train_yaml)]
+    started = time.time()
+    with records.recording(output_dir / "run.json", rendered, project, command, {"kind": "train"}):
+        launch.llamafactory("train", train_yaml, cwd=project, env=env, log_path=output_dir / "factory-kit.log",
+                            echo=echo)
+    losses, eval_losses = records.read_losses(output_dir)
+    if not losses and main_node:  # only the main node writes trainer_log.jsonl
+        raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")
+    return TrainResult(rendered, output_dir, losses, eval_losses, time.time() - started, output_dir / "run.json")
