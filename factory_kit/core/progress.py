@@ -11,18 +11,21 @@ import os
 import sys
 from collections.abc import Iterator
 
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-from rich.text import Text
+from typing import Any
 
 
-class RateColumn(ProgressColumn):
-    """Units per second (rich's own speed column is for bytes)."""
+def _rate_column():
+    """Units per second (rich's own speed column is for bytes). Rich is imported only when a
+    bar is shown: import workers and quiet runs never pay for it."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
 
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+    return RateColumn()
 
 
 def enabled() -> bool:
@@ -35,7 +38,7 @@ def enabled() -> bool:
 class Bar:
     """``advance(n)`` and ``update(total=...)``; a no-op object when progress is off."""
 
-    def __init__(self, progress: Progress | None, task_id=None):
+    def __init__(self, progress: Any = None, task_id=None):
         self._progress = progress
         self._task = task_id
 
@@ -56,7 +59,11 @@ def bar(description: str, total: float | None = None, unit: str = "rows") -> Ite
     if not enabled():
         yield Bar(None)
         return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-               TaskProgressColumn(), RateColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+               TaskProgressColumn(), _rate_column(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         yield Bar(progress, progress.add_task(description, total=total))

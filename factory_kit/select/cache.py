@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import multiprocessing
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import xxhash
 
 from factory_kit.core import io, paths, progress
+from factory_kit.select import embed as embed_mod
 from factory_kit.select.embed import Embedder
 
 MAX_SHARDS = 16
@@ -113,6 +117,20 @@ class EmbeddingCache:
             self.stored += len(keys)
 
 
+def _encode(embedder: Embedder, batches: list[list[str]]) -> Iterator[np.ndarray]:
+    """Encoded batches in order: in this process, or spread over worker processes (spawned,
+    each rebuilding the embedder from its spec) when the job is large."""
+    n = embed_mod.workers(embedder, sum(len(b) for b in batches))
+    if n <= 1:
+        for batch in batches:
+            yield embedder.encode(batch)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=embed_mod.worker_init,
+                             initargs=(embedder.spec,)) as pool:
+        yield from pool.map(embed_mod.worker_encode, batches)
+
+
 def embed(texts: list[str], embedder: Embedder, *, project: Path | None = None, cache: EmbeddingCache | None = None,
           use_cache: bool = True, label: str = "embedding") -> np.ndarray:
     """Embeddings of ``texts`` (float32, unit rows), computing only what the cache lacks:
@@ -129,11 +147,10 @@ def embed(texts: list[str], embedder: Embedder, *, project: Path | None = None, 
         order = sorted(missing.tolist(), key=lambda u: len(texts[first[u]]))
         pending_keys: list[int] = []
         pending: list[np.ndarray] = []
+        batches = [order[i:i + embedder.batch_size] for i in range(0, len(order), embedder.batch_size)]
         with progress.bar(label, total=len(order), unit="texts") as bar:
-            for start in range(0, len(order), embedder.batch_size):
-                batch = order[start:start + embedder.batch_size]
-                vecs = np.asarray(embedder.encode([texts[first[u]] for u in batch]), dtype=np.float32)
-                vecs16 = vecs.astype(np.float16)
+            for batch, vecs in zip(batches, _encode(embedder, [[texts[first[u]] for u in b] for b in batches])):
+                vecs16 = np.asarray(vecs, dtype=np.float32).astype(np.float16)
                 done_idx.append(batch)
                 done_vecs.append(vecs16)
                 pending_keys.extend(batch)

