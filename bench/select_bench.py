@@ -198,7 +198,7 @@ def main() -> None:
     from factory_kit.data.importer import import_source
     from factory_kit.select import cache
     from factory_kit.select.pipeline import select_dataset
-    from factory_kit.select.recall import Options
+    from factory_kit.select.options import Options
     from factory_kit.select.sources import Pool, load_eval
 
     tmp = Path(args.tmp or tempfile.mkdtemp(prefix="fk-bench-select-"))

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from factory_kit.cli.options import json_option
+from factory_kit.cli.select import register as register_select
 from factory_kit.core.console import console, friendly
 
 FORMAT_CHOICES = ["auto", "alpaca", "sharegpt", "openai", "cot", "mcq", "text", "preference", "hf"]
@@ -205,6 +206,9 @@ def ls_cmd(as_json: bool) -> None:
 
 
 __all__ = ["data"]
+
+
+register_select(data)
 
 
 def _main() -> None:  # pragma: no cover - `python -m factory_kit.cli.data`

@@ -9,7 +9,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from factory_kit.cli.options import from_fields
 from factory_kit.core.console import console, friendly
+from factory_kit.select.options import Options
 
 ITEMS_SHOWN = 25
 
@@ -42,33 +44,18 @@ def _float(value: float | None) -> str:
 @click.option("--eval", "eval_specs", multiple=True, required=True, metavar="BENCHMARK",
               help="Evaluation items: a benchmark name (data/benchmarks/NAME.jsonl), a file, or a dataset (repeatable).")
 @click.option("--name", required=True, help="Output dataset name; the control arm is NAME_random.")
-@click.option("--top-k", type=int, default=20, show_default=True, help="Rows recalled per evaluation item.")
-@click.option("--min-similarity", type=float, default=None,
-              help="Floor: recall no row below this cosine (default: none; rank only).")
-@click.option("--max-similarity", type=float, default=0.9, show_default=True,
-              help="Ceiling: drop rows at or above this cosine to any eval item (near-copies).")
-@click.option("--random-ratio", type=float, default=0.2, show_default=True,
-              help="Share of the output that is random pool rows (0 <= r < 1; 0.2-0.3 is usual).")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed for the random rows and the control arm.")
-@click.option("--ngram", type=int, default=13, show_default=True,
-              help="Decontamination span in characters (normalised text).")
-@click.option("--no-decontaminate", is_flag=True,
-              help="Skip n-gram decontamination against the eval items (not recommended).")
+@from_fields(Options)
 @_add(embedder_options)
 @click.option("--force", is_flag=True, help="Replace a dataset NAME (or NAME_random) that `data select` did not make.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @friendly
-def select_cmd(pool: str, eval_specs: tuple[str, ...], name: str, top_k: int, min_similarity: float | None,
-               max_similarity: float, random_ratio: float, seed: int, ngram: int, no_decontaminate: bool,
-               embedder: str | None, embed_base_url: str | None, embed_key_env: str | None, no_cache: bool,
-               force: bool, as_json: bool) -> None:
+def select_cmd(pool: str, eval_specs: tuple[str, ...], name: str, embedder: str | None, embed_base_url: str | None,
+               embed_key_env: str | None, no_cache: bool, force: bool, as_json: bool, **options) -> None:
     """Recall the POOL rows most similar to each evaluation item into dataset NAME (plus a
     same-size random control arm NAME_random), never rows that copy an eval item."""
     from factory_kit.select.pipeline import select_dataset
-    from factory_kit.select.recall import Options
 
-    opts = Options(top_k=top_k, min_similarity=min_similarity, max_similarity=max_similarity,
-                   random_ratio=random_ratio, seed=seed, ngram=ngram, decontaminate=not no_decontaminate)
+    opts = Options(**options)
     stats, _ = select_dataset(pool, list(eval_specs), name, options=opts, embedder=embedder,
                               base_url=embed_base_url, key_env=embed_key_env, use_cache=not no_cache, force=force)
     if as_json:

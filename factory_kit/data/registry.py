@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from factory_kit.core import io
+from factory_kit.core import io, paths
 from factory_kit.core.errors import FactoryKitError
 
 REGISTRY_FILE = "dataset_info.json"
@@ -85,3 +85,22 @@ def import_metas(meta_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
             continue
         if isinstance(meta, dict):
             yield path, meta
+
+
+def local_dataset(name: str, project: Path, purpose: str) -> tuple[dict[str, Any], Path]:
+    """A registered dataset's entry and its local file, or one line saying what is registered and
+    how to import it. ``purpose`` ends the hub-entry message ("stats work on local files only")."""
+    reg_dir = paths.registry_dir(project)
+    info = load(reg_dir)
+    if name not in info:
+        known = ", ".join(sorted(info)) or "none yet"
+        raise FactoryKitError(f"dataset {name!r} is not in {paths.relative(registry_path(reg_dir), project)} "
+                              f"(registered: {known}); import it first with `factory-kit data import PATH --name {name}`")
+    entry = info[name]
+    if not isinstance(entry, dict) or "file_name" not in entry:
+        raise FactoryKitError(f"dataset {name!r}: a hub/script entry with no file_name; {purpose}")
+    path = (reg_dir / entry["file_name"]).resolve()
+    if not path.is_file():
+        raise FactoryKitError(f"dataset {name!r}: its file {paths.relative(path, project)} is missing "
+                              "(or is a folder); re-import it")
+    return entry, path

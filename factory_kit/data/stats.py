@@ -26,19 +26,7 @@ CUTOFFS = (512, 1024, 2048, 4096, 8192)
 
 
 def resolve(name: str, project: Path) -> tuple[dict[str, Any], Path]:
-    reg_dir = paths.registry_dir(project)
-    info = registry.load(reg_dir)
-    if name not in info:
-        known = ", ".join(sorted(info)) or "none yet"
-        raise FactoryKitError(f"{name}: not in {registry.registry_path(reg_dir)} (registered: {known}); "
-                              "import it first with `factory-kit data import PATH --name NAME`")
-    entry = info[name]
-    if "file_name" not in entry:
-        raise FactoryKitError(f"{name}: a hub/script dataset (no file_name); stats work on local files only")
-    path = (reg_dir / entry["file_name"]).resolve()
-    if not path.exists():
-        raise FactoryKitError(f"{name}: its file {path} is missing; re-import it")
-    return entry, path
+    return registry.local_dataset(name, project, "stats work on local files only")
 
 
 def kind_of(entry: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ CONFIG_DIR = "llamaboard_config"  # llamafactory.webui.common.DEFAULT_CONFIG_DIR
 CUSTOM_MODEL = "Custom"  # the UI's model-name choice for anything not in its list
 
 # What the UI saves for a fresh page (every input of the Train tab and the top bar, as
-# Runner._build_config_dict writes them, empty text boxes as ""). tests/test_webui.py
+# Runner._build_config_dict writes them, empty text boxes as ""). tests/run/test_webui.py
 # checks this table against the installed UI's components.
 UI_DEFAULTS: dict[str, Any] = {
     "top.booster": "auto",

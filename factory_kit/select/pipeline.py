@@ -9,7 +9,8 @@ from typing import Any
 
 from factory_kit.core import io, paths
 from factory_kit.select import cache, embed, output
-from factory_kit.select.recall import Options, Result, select
+from factory_kit.select.options import Options
+from factory_kit.select.recall import Result, select
 from factory_kit.select.sources import Pool, load_eval
 
 

@@ -23,37 +23,13 @@ from typing import Any
 import numpy as np
 
 from factory_kit.core.errors import FactoryKitError
-from factory_kit.select.contam import DEFAULT_NGRAM, Matcher
+from factory_kit.select.contam import Matcher
+from factory_kit.select.options import Options
 from factory_kit.select.sources import EvalItem, Pool
 
 HIST_SAMPLE = 5000  # pool rows scored for the histogram's background
 SEARCH_ENTRIES = 4_000_000  # items x k per search call: bounds the result arrays (~50 MB)
-
-
-@dataclass
-class Options:
-    top_k: int = 20
-    min_similarity: float | None = None
-    max_similarity: float | None = 0.9
-    random_ratio: float = 0.2
-    seed: int = 42
-    ngram: int = DEFAULT_NGRAM
-    decontaminate: bool = True
-
-    def check(self) -> None:
-        """Every value in range, or one line saying which and what is allowed."""
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise FactoryKitError(f"--top-k {self.top_k}: use a whole number >= 1")
-        for flag, value in (("--min-similarity", self.min_similarity), ("--max-similarity", self.max_similarity)):
-            if value is not None and not -1.0 <= value <= 1.0:  # NaN fails too
-                raise FactoryKitError(f"{flag} {value}: cosine similarity lies in -1..1")
-        if self.min_similarity is not None and self.max_similarity is not None \
-                and self.min_similarity >= self.max_similarity:
-            raise FactoryKitError(f"--min-similarity {self.min_similarity} must be below "
-                                  f"--max-similarity {self.max_similarity}")
-        if not 0.0 <= self.random_ratio < 1.0:
-            raise FactoryKitError(f"--random-ratio {self.random_ratio}: use 0 <= ratio < 1 "
-                                  "(0.2-0.3 is the usual advice)")
+ASSESS_BLOCK = 8192  # rows scored against every item at once
 
 
 @dataclass
@@ -97,8 +73,10 @@ class _Judge:
 
     def assess(self, rows, stage: str) -> None:
         new = [int(r) for r in dict.fromkeys(rows) if int(r) not in self.verdict]
-        if not new:
-            return
+        for start in range(0, len(new), ASSESS_BLOCK):  # bounds the (rows x items) score block
+            self._assess(new[start:start + ASSESS_BLOCK], stage)
+
+    def _assess(self, new: list[int], stage: str) -> None:
         scores = self.P[new] @ self.E.T
         best = scores.argmax(axis=1)
         near = scores.max(axis=1)

@@ -42,20 +42,7 @@ class EvalItem:
 
 def resolve_dataset(name: str, project: Path) -> tuple[dict[str, Any], Path]:
     """A registered dataset's entry and file; one line naming what is registered when it is not."""
-    reg_dir = paths.registry_dir(project)
-    info = registry.load(reg_dir)
-    if name not in info:
-        known = ", ".join(sorted(info)) or "none yet"
-        raise FactoryKitError(f"dataset {name!r} is not in {paths.relative(registry.registry_path(reg_dir), project)} "
-                              f"(registered: {known}); import it first with `factory-kit data import PATH --name {name}`")
-    entry = info[name]
-    if not isinstance(entry, dict) or "file_name" not in entry:
-        raise FactoryKitError(f"dataset {name!r}: a hub/script entry with no file_name; selection needs a local file")
-    path = (reg_dir / entry["file_name"]).resolve()
-    if not path.is_file():
-        raise FactoryKitError(f"dataset {name!r}: its file {paths.relative(path, project)} is missing "
-                              "(or is a folder); re-import it")
-    return entry, path
+    return registry.local_dataset(name, project, "selection needs a local file")
 
 
 def _text(value: Any, content_tag: str = "value") -> str:

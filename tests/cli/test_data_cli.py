@@ -200,3 +200,13 @@ def test_import_and_stats_show_progress_per_block(project, monkeypatch):
     compute("p1", project, plots=False)
     description, total, done = bars[-1]
     assert (description, total, done[-1]) == ("reading p1", 10000, 10000) and len(done) <= 5
+
+
+def test_data_group_offers_select_and_decontaminate():
+    from click.testing import CliRunner
+
+    from factory_kit.cli.data import data
+
+    out = CliRunner().invoke(data, ["--help"]).output
+    assert "select" in out and "decontaminate" in out
+    assert CliRunner().invoke(data, ["select", "--help"]).exit_code == 0

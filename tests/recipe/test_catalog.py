@@ -218,7 +218,7 @@ def test_import_does_not_pull_in_torch_or_llamafactory():
         "bad = [m for m in ('torch', 'llamafactory', 'transformers') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 # ---------------------------------------------------------------- the catalog as the only edit

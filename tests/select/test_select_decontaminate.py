@@ -180,3 +180,19 @@ def test_bad_input_is_one_line(proj, monkeypatch, tmp_path):
                             env={"COLUMNS": "200"})
     assert ok.exit_code == 0, ok.output
     assert "pool: removed" in ok.output and "pool_train" in ok.output and "report: data/decontam/pool.json" in ok.output
+
+
+def test_a_split_used_as_the_eval_set_is_left_alone_and_nothing_is_half_done(proj):
+    """`pool --against pool_val`: pool and pool_train lose the val rows, pool_val stays whole;
+    a run that would empty a file is refused before any file is written."""
+    val_rows = read_jsonl(proj / "data" / "pool_val.jsonl")
+    report = decontaminate("pool", ["pool_val"], project=proj)
+    assert [f["dataset"] for f in report["files"]] == ["pool", "pool_train"]
+    assert read_jsonl(proj / "data" / "pool_val.jsonl") == val_rows
+    assert report["files"][0]["removed"] >= len(val_rows)  # every val row, and rows sharing a span with one
+    with pytest.raises(FactoryKitError, match="that is the dataset being cleaned"):
+        decontaminate("pool", ["pool"], project=proj)
+    before = {p.name: p.read_bytes() for p in (proj / "data").glob("*.jsonl")}
+    with pytest.raises(FactoryKitError, match="every row of pool_val .* nothing written"):
+        decontaminate("pool_val", ["pool_source.jsonl"], name="pool_val_clean", project=proj)
+    assert {p.name: p.read_bytes() for p in (proj / "data").glob("*.jsonl")} == before
