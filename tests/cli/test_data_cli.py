@@ -86,7 +86,7 @@ def test_stats_and_ls(project, tiny_model):
 
 def test_stats_errors(project):
     r = invoke("stats", "nope")
-    assert r.exit_code == 2 and "nope: not in" in r.output and "import it first" in " ".join(r.output.split())
+    assert r.exit_code == 2 and "dataset 'nope' is not in" in r.output and "import it first" in " ".join(r.output.split())
     invoke("import", str(SAMPLES_DIR / "tcm_qa.jsonl"), "--name", "qa")
     r = invoke("stats", "qa", "--tokenizer", "no/such/dir")
     assert r.exit_code == 2 and "--tokenizer no/such/dir: no such folder" in r.output
