@@ -1,5 +1,6 @@
-"""`factory-kit data ...`: import, stats, ls. Parses arguments and prints; logic lives in
-dataimport / stats. The main CLI adds this group with ``main.add_command(data)``."""
+"""`factory-kit data ...`: import, stats, ls, samples (+ select, decontaminate from cli/select.py).
+Parses arguments and prints; logic lives in factory_kit.data and factory_kit.select. The main CLI
+adds this group with ``main.add_command(data)``."""
 
 from __future__ import annotations
 
@@ -169,13 +170,14 @@ def stats_cmd(name: str, tokenizer: str | None, limit: int | None, no_plots: boo
 
 
 @data.command("samples")
+@click.option("--force", is_flag=True, help="Replace your own datasets that use a sample's name.")
 @friendly
-def samples_cmd() -> None:
+def samples_cmd(force: bool) -> None:
     """Import the shipped sample data (data/samples/) under the names the shipped recipes use."""
     from factory_kit.core import paths
     from factory_kit.data.samples import import_samples
 
-    for rep in import_samples(paths.project_dir()):
+    for rep in import_samples(paths.project_dir(), force=force):
         console.print(f"{rep.name}: {rep.accepted} accepted, {rep.quarantined} quarantined -> "
                       f"{', '.join(rep.registered)}", soft_wrap=True, markup=False)
 

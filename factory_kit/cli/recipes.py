@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from factory_kit.cli.options import set_option
-from factory_kit.core.console import console, friendly
+from factory_kit.core.console import console, error, friendly, warn
+from factory_kit.core.errors import FactoryKitError
 
 
 @click.command()
@@ -20,6 +21,8 @@ def render(recipe: str, overrides: tuple[str, ...]) -> None:
     from factory_kit.recipe.render import render as do_render
 
     out = do_render(recipe, overrides)
+    for message in out.warnings:
+        warn(message)
     for path in out.files.values():
         console.print(f"  {paths.relative(path, paths.project_dir())}")
     console.print(f"[green]rendered[/] {out.recipe.name}: {len(out.files)} files, all checked")
@@ -30,13 +33,24 @@ def render(recipe: str, overrides: tuple[str, ...]) -> None:
 @set_option
 @friendly
 def check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Check RECIPES (keys, types, model, datasets, combinations) without writing anything."""
+    """Check RECIPES (keys, types, model, datasets, combinations) without writing anything;
+    every recipe is checked, and the exit code is non-zero when any failed."""
     from factory_kit.recipe.render import render as do_render
 
+    failed = 0
     for recipe in recipes:
-        out = do_render(recipe, overrides, write=False)
+        try:
+            out = do_render(recipe, overrides, write=False)
+        except FactoryKitError as exc:
+            error(exc)
+            failed += 1
+            continue
+        for message in out.warnings:
+            warn(message)
         console.print(f"[green]ok[/] {recipe} ({out.context['family']}, {out.context['method']}, "
                       f"{out.context['stage']}, {out.context['hardware']})")
+    if failed:
+        raise click.exceptions.Exit(2)
 
 
 @click.command()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from factory_kit.cli.options import merged_option, set_option
-from factory_kit.core.console import console, friendly
+from factory_kit.core.console import console, friendly, warn
 
 
 @click.command()
@@ -22,7 +22,7 @@ def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool
     """Render, check and run `llamafactory-cli train` for RECIPE."""
     from factory_kit.run.train import train as do_train
 
-    result = do_train(recipe, overrides, overwrite=overwrite, resume=resume, node_rank=node_rank)
+    result = do_train(recipe, overrides, overwrite=overwrite, resume=resume, node_rank=node_rank, on_warning=warn)
     if not result.losses:
         console.print(f"[green]node {node_rank} finished[/] (the main node logs the loss)")
         return

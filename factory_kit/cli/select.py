@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from factory_kit.cli.options import from_fields
-from factory_kit.core.console import console, friendly
+from factory_kit.core.console import console, friendly, warn
 from factory_kit.select.options import Options
 
 ITEMS_SHOWN = 25
@@ -83,6 +83,8 @@ def _print_select(stats: dict) -> None:
                   f"{cache.get('computed', 0):,} computed; times: embed {t.get('embed', 0):.1f}s, "
                   f"select {t.get('select', 0):.1f}s, total {t.get('total', 0):.1f}s", soft_wrap=True)
     console.print(f"  stats: {files['stats']}; histogram: {files['histogram']}", soft_wrap=True)
+    for message in c.get("warnings", []):
+        warn(message)
     per_item = stats["per_item"]
     shown = sorted(per_item, key=lambda r: (r["recalled"], r["id"]))[:ITEMS_SHOWN]
     title = "recalled per eval item" + (f" (the {ITEMS_SHOWN} with fewest)" if len(per_item) > ITEMS_SHOWN else "")

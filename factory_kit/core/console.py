@@ -14,6 +14,16 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def warn(message: str) -> None:
+    """One yellow line on stderr for what should be fixed but need not stop the command."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def error(exc: FactoryKitError) -> None:
+    """The one-line form of a user error (what ``friendly`` prints before exiting)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+
+
 def friendly(fn):
     """FactoryKitError -> one red line on stderr and its exit code: never a traceback for user errors.
 
@@ -24,6 +34,6 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except FactoryKitError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            error(exc)
             sys.exit(exc.exit_code)
     return wrapper

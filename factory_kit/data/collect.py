@@ -110,6 +110,8 @@ class Collector:
         token into what a duplicate's quarantine record shows (default: the token itself)."""
         sid = self.source_id(source)
         deduper, out = self.deduper, self.out
+        if len(units) > 1 and hasattr(deduper, "prepare"):  # near dedup sketches a block at once
+            deduper.prepare([u.key for u in units if type(u) is not Rejected and u.hash is None])
         for u in units:
             if type(u) is Rejected:
                 self.quarantine(u)

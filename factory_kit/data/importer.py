@@ -246,14 +246,18 @@ def _feed(collector: Collector, sources: Iterator[Source], opts: dict[str, Any],
                 shown.records += len(packed)
                 shown.show()
             continue
+        block: list = []  # near dedup sketches blocks of rows at once (numpy)
         for rec in records:
             shown.records += 1
             if limit is not None and shown.records > limit:
                 break
             if shown.records % PROGRESS_EVERY == 0:
                 shown.show()
-            collector.take(conv.record(rec), src)
-        collector.take(conv.flush(src), src)
+            block += conv.record(rec)
+            if len(block) >= (1024 if opts["dedup"] == "near" else 1):
+                collector.take(block, src)
+                block = []
+        collector.take(block + conv.flush(src), src)
         shown.show()
     importer.finish()
     return redactions, notes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from factory_kit.core import paths
+from factory_kit.core.errors import FactoryKitError
 
 # (sample file, dataset name, format, import options)
 SAMPLE_SOURCES = [
@@ -17,10 +18,34 @@ SAMPLE_SOURCES = [
 ]
 
 
-def import_samples(project: Path | None = None) -> list:
-    """Import every shipped sample source into the project's data/ and dataset_info/."""
+def _own_data_under_sample_names(project: Path) -> list[str]:
+    """Sample names (or their splits) that already hold a dataset not imported from the samples."""
+    from factory_kit.data import registry, store
+
+    registered = registry.load(paths.registry_dir(project))
+    taken = []
+    for file, name, _, _ in SAMPLE_SOURCES:
+        if not any(f"{name}{suffix}" in registered for suffix in ("", "_train", "_val", "_test")):
+            continue
+        sources = (store.read_meta(project, name) or {}).get("sources") or []
+        if not sources or any(Path(src).name != file or Path(src).parent.resolve() != paths.SAMPLES_DIR.resolve()
+                              for src in sources):
+            origin = ", ".join(paths.relative(Path(src), project) for src in sources) or "registered by hand"
+            taken.append(f"{name} ({origin})")
+    return taken
+
+
+def import_samples(project: Path | None = None, *, force: bool = False) -> list:
+    """Import every shipped sample source into the project's data/ and dataset_info/; refuses to
+    replace a user's own dataset that shares a sample's name unless ``force``."""
     from factory_kit.data.importer import import_source  # lazy: `check` reads only the names
 
+    project = Path(project or paths.project_dir())
+    taken = [] if force else _own_data_under_sample_names(project)
+    if taken:
+        raise FactoryKitError(f"{'; '.join(taken)}: your own data already uses the sample name(s) that the demo and "
+                              "`data samples` import; the samples would replace it. Run them in a fresh folder, "
+                              "import yours under another name, or replace it with `factory-kit data samples --force`")
     return [
         import_source(paths.SAMPLES_DIR / file, name, fmt, project=project, **options)
         for file, name, fmt, options in SAMPLE_SOURCES

@@ -7,11 +7,13 @@ needs surfaces only as "Cannot find valid samples"), or the wrong shape for the 
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from factory_kit.core import paths
-from factory_kit.data import registry
+from factory_kit.data import registry, store
 from factory_kit.recipe import catalog, reward
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.data.samples import sample_dataset_names
@@ -234,3 +236,105 @@ def check_launch(ctx: dict[str, Any], project: Path) -> None:
     why = reward.missing(reward.RewardModel(rm["path"], rm["type"], rm["recipe"]), project) if rm else None
     if why:
         raise FactoryKitError(why)
+
+
+def benchmark_files(project: Path) -> dict[str, Path]:
+    """The benchmarks `factory-kit eval RECIPE` scores by default (recipes name none of their own):
+    every ``data/benchmarks/NAME.jsonl`` of the project, few-shot ``NAME.dev.jsonl`` files aside."""
+    folder = paths.benchmark_dir(project)
+    if not folder.is_dir():
+        return {}
+    return {p.name[:-len(".jsonl")]: p for p in sorted(folder.glob("*.jsonl")) if not p.name.endswith(".dev.jsonl")}
+
+
+def _import_record(project: Path, name: str) -> tuple[str | None, dict[str, Any] | None, Path | None]:
+    """The import that made ``name``: its own ``data/meta/NAME.json``, else the record whose
+    ``registered`` lists it (a split: ``tcm_qa_train`` -> tcm_qa). (owner, meta, meta file)."""
+    meta = store.read_meta(project, name)
+    if meta is not None:
+        return name, meta, store.meta_file(project, name)
+    for path, other in registry.import_metas(paths.meta_dir(project)):
+        if name in (other.get("registered") or []):
+            return path.stem, other, path
+    return None, None, None
+
+
+def _decontam_record(project: Path, name: str) -> tuple[str, dict[str, Any] | None, float | None]:
+    """(the dataset to decontaminate, its `decontaminated` record or None, when the record was
+    written). An import's record lives in its meta (a re-import drops it); a hand-registered
+    dataset has only the report ``data/decontam/NAME.json``."""
+    owner, meta, meta_path = _import_record(project, name)
+    if meta is not None:
+        record = meta.get("decontaminated")
+        return owner, record if isinstance(record, dict) else None, _mtime(meta_path)
+    report_path = paths.data_dir(project) / "decontam" / f"{name}.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return name, None, None
+    usable = isinstance(report, dict) and report.get("in_place") and not report.get("dry_run")
+    return name, report if usable else None, _mtime(report_path)
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path is not None else None
+    except OSError:
+        return None
+
+
+def _started(record: dict[str, Any], written: float | None) -> float | None:
+    """When decontamination read the eval items (its ``at`` stamp, local time)."""
+    try:
+        return datetime.strptime(str(record.get("at")), "%Y%m%d-%H%M%S-%f").timestamp()
+    except ValueError:
+        return written
+
+
+def _stale_reasons(project: Path, name: str, record: dict[str, Any] | None, written: float | None, data_path: Path,
+                   benches: dict[str, Path]) -> list[str]:
+    """Why ``record`` does not cover each benchmark: none, not against it, or older than a file."""
+    if record is None:
+        return [(f"was never decontaminated against benchmark {', '.join(benches)}"
+                 f" ({', '.join(paths.relative(p, project) for p in benches.values())})")]
+    if written is not None and (_mtime(data_path) or 0) > written:
+        return [f"changed after it was decontaminated (benchmark {', '.join(benches)})"]
+    covered = set(record.get("against") or []) if name in (record.get("datasets") or [name]) else set()
+    started = _started(record, written)
+    never = [b for b in benches if b not in covered]
+    older = [b for b in benches if b in covered and started is not None and (_mtime(benches[b]) or 0) > started]
+    reasons = [(f"was never decontaminated against benchmark {', '.join(never)}"
+                f" ({', '.join(paths.relative(benches[b], project) for b in never)})")] if never else []
+    if older:
+        reasons.append(f"was decontaminated against {', '.join(older)} before "
+                       + ", ".join(paths.relative(benches[b], project) for b in older) + " last changed")
+    return reasons
+
+
+def decontamination_warnings(r, project: Path) -> list[str]:
+    """One line per training dataset that was never decontaminated against a benchmark the
+    recipe's evaluation scores (see benchmark_files), or whose record is older than the benchmark
+    file or than the dataset's file, with the command that fixes it. A warning, never an error:
+    the data may be clean, and only the user knows whether the exam is the one that matters."""
+    benches = benchmark_files(project)
+    if not benches:
+        return []
+    registry_dir = paths.registry_dir(project)
+    entries = registry.load(registry_dir)
+    warnings = []
+    for name in dict.fromkeys(r.data["datasets"]):
+        file_name = (entries.get(name) or {}).get("file_name")
+        if not file_name:
+            continue  # hub datasets: decontaminate reads local files only
+        owner, record, written = _decontam_record(project, name)
+        applies = [b for b in benches if b not in (name, owner)]  # an exam's own splits are held out
+        if not applies:
+            continue
+        reasons = _stale_reasons(project, name, record, written, registry_dir / file_name, {b: benches[b] for b in applies})
+        if reasons:
+            splits = f" (it cleans {owner} and its splits)" if owner != name else ""
+            warnings.append(
+                f"{r.origins.get('datasets', str(r.path))}: training dataset `{name}` {'; '.join(reasons)}; "
+                "`factory-kit eval` scores the model on that exam, so a training row that copies an item would "
+                f"inflate the score. Run `factory-kit data decontaminate {owner} {' '.join(f'--against {b}' for b in applies)}`{splits}")
+    return warnings

@@ -122,7 +122,8 @@ def _record(origins: dict[str, str], dotted: str, value: Any, source: str) -> No
         origins[dotted] = source
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """How recipe paths are named in origins and messages: relative to the working folder when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -132,20 +133,20 @@ def _display(path: Path) -> str:
 def _load_chain(path: Path, seen: list[Path]) -> list[tuple[Path, dict]]:
     path = path.resolve()
     if path in seen:
-        cycle = " -> ".join(_display(p) for p in [*seen, path])
-        raise FactoryKitError(f"{_display(seen[-1])}: `extends` makes a cycle ({cycle}); remove one link")
+        cycle = " -> ".join(display_path(p) for p in [*seen, path])
+        raise FactoryKitError(f"{display_path(seen[-1])}: `extends` makes a cycle ({cycle}); remove one link")
     if len(seen) > MAX_EXTENDS_DEPTH:
-        raise FactoryKitError(f"{_display(path)}: `extends` chain deeper than {MAX_EXTENDS_DEPTH}")
+        raise FactoryKitError(f"{display_path(path)}: `extends` chain deeper than {MAX_EXTENDS_DEPTH}")
     data = _read_yaml(path)
     parent = data.get("extends")
     chain: list[tuple[Path, dict]] = []
     if parent is not None:
         if not isinstance(parent, str):
-            raise FactoryKitError(f"{_display(path)}: `extends` must be one file name, got {parent!r}")
+            raise FactoryKitError(f"{display_path(path)}: `extends` must be one file name, got {parent!r}")
         parent_path = (path.parent / parent)
         if not parent_path.exists():
             raise FactoryKitError(
-                f"{_display(path)}: `extends: {parent}` not found (looked for {_display(parent_path)}); "
+                f"{display_path(path)}: `extends: {parent}` not found (looked for {display_path(parent_path)}); "
                 "paths are relative to the recipe's folder"
             )
         chain = _load_chain(parent_path, [*seen, path])
@@ -249,12 +250,12 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     origins: dict[str, str] = {}
     merged: dict[str, Any] = {}
     for file, data in chain:
-        merged = _merge(merged, data, origins, _display(file))
+        merged = _merge(merged, data, origins, display_path(file))
     merged.pop("extends", None)
     origins.pop("extends", None)
     for assignment in overrides:
         apply_override(merged, origins, assignment)
-    top = _display(path)
+    top = display_path(path)
     tree = schema.tree(fields())
     _validate(merged, tree, origins)
     for key in (x.key for x in schema.FIELDS if x.required):

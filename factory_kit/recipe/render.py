@@ -20,7 +20,7 @@ import jinja2
 from factory_kit.recipe import catalog, lfargs, reward
 from factory_kit.core import io, paths
 from factory_kit.recipe import load as recipe_mod
-from factory_kit.recipe.checks import check_combination, check_datasets, check_raw_keys
+from factory_kit.recipe.checks import check_combination, check_datasets, check_raw_keys, decontamination_warnings
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.core.templates import environment
 from factory_kit.core.yamlio import to_yaml
@@ -35,6 +35,7 @@ class Rendered:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # for the console; never in the rendered files
 
 
 def _refuse_spaces(label: str, value: str, where: str) -> None:
@@ -173,6 +174,8 @@ def render(
         ctx["dataset_formats"] = check_datasets(r, ctx, project / ctx["dataset_dir"])
     env = environment()
     out = Rendered(recipe=r, out_dir=project / ctx["build_dir"], context=ctx)
+    if check_data:
+        out.warnings = decontamination_warnings(r, project)
     overrides_map = ctx["overrides"]
     texts = {
         "train.yaml": _render_template(env, "train.yaml.j2", ctx, overrides_map),

@@ -68,7 +68,11 @@ def resolve(r: recipe_mod.Recipe, project: Path) -> RewardModel | None:
 
 
 def _from_recipe(r: recipe_mod.Recipe, value: str, project: Path, where: str, stage: catalog.Stage) -> RewardModel:
-    candidates = [r.path.parent / value, project / value]
+    # like `extends`: relative to the file that set the key (a parent recipe, say), then to this
+    # recipe, then the project's recipes/ folder and the project itself
+    origin = r.origins.get("reward_model")
+    setter = next((p for p in r.chain if origin in (str(p), recipe_mod.display_path(p))), r.path)
+    candidates = [setter.parent / value, r.path.parent / value, project / "recipes" / value, project / value]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         looked = " and ".join(dict.fromkeys(str(p) for p in candidates))

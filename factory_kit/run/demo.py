@@ -44,7 +44,8 @@ def run_demo(recipe: str, console: Console) -> None:
         console.print(f"  {path.relative_to(project)}")
 
     console.rule("[bold]4/5 train (llamafactory-cli train)")
-    result = train(recipe)
+    result = train(recipe, on_warning=lambda message: console.print(f"[yellow]warning:[/] {escape(message)}",
+                                                                    soft_wrap=True))
 
     console.rule("[bold]5/5 merge (llamafactory-cli export) and ask")
     merged = model.export(recipe)

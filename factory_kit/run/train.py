@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,10 @@ def _policy_overrides(rendered: Rendered, output_dir: Path, project: Path, *, ov
 
 
 def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite: bool = False,
-          resume: bool = False, node_rank: int | None = None, echo: bool = True) -> TrainResult:
-    """Render, check, and run ``llamafactory-cli train``; never report a failed run as success."""
+          resume: bool = False, node_rank: int | None = None, echo: bool = True,
+          on_warning: Callable[[str], None] | None = None) -> TrainResult:
+    """Render, check, and run ``llamafactory-cli train``; never report a failed run as success.
+    ``on_warning`` gets each recipe warning (e.g. data not decontaminated) before the launch."""
     project = paths.project_dir()
     rendered = render(recipe_path, overrides, project=project)
     output_dir = project / rendered.context["output_dir"]
@@ -72,6 +75,8 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
     if extra:
         rendered = render(recipe_path, (*overrides, *extra), project=project)
     check_launch(rendered.context, project)  # packages and a trained reward model, before any launch
+    for message in rendered.warnings if on_warning is not None else ():
+        on_warning(message)
     main_node = not (node_rank or 0) > 0
     if rendered.context["overwrite"] and output_dir.exists() and main_node:
         # stale checkpoints/logs from an older run must not mix in (only the main node clears:

@@ -155,7 +155,9 @@ def decontaminate(dataset: str, against: list[str] | tuple[str, ...], *, ngram: 
     if not dry_run:
         for pool, target, found, info in scans:  # refuse before anything is written
             _check_writable(pool, target, name, info)
-        for pool, target, found, info in scans:
+        # the dataset's own file and record last: its import record is then newer than every file
+        # cleaned, which is how recipe checks tell a dataset edited since (recipe/checks.py)
+        for pool, target, found, info in reversed(scans):
             _apply(project, pool, target, name, found, info, record, stamp)
     report = {"dataset": dataset, "name": name or dataset, "in_place": name is None, "dry_run": dry_run,
               **record, "files": files, "removed": files[0]["removed"] if files else 0,

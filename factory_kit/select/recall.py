@@ -180,7 +180,8 @@ def select(pool: Pool, items: list[EvalItem], P: np.ndarray, E: np.ndarray, opts
     if not recalled:
         floor = f" at or above --min-similarity {opts.min_similarity}" if opts.min_similarity is not None else ""
         raise FactoryKitError(f"no pool row recalled{floor} ({len(dropped_rows)} dropped as copies of eval items); "
-                              "lower --min-similarity or check that the pool and eval set share a language/topic")
+                              + ("lower --min-similarity or " if floor else "raise --max-similarity (it drops rows "
+                                 "at or above it) or ") + "check that the pool and eval set share a language/topic")
     picks = [judge.pick(r, "recall") for r in recalled]
     want_random = round(len(recalled) * opts.random_ratio / (1 - opts.random_ratio))
     rng = np.random.default_rng(opts.seed)
@@ -206,7 +207,12 @@ def _counts(picks, control, drops, dropped_rows, taken, why, n, m, opts, want_ra
             by_rule[d.rule] = by_rule.get(d.rule, 0) + 1
     recalled = sum(1 for p in picks if p.arm == "recall")
     pairs = sum(len(t) for t in taken)
+    warnings = []
+    if len(picks) >= n - len(dropped_rows):
+        warnings.append(f"the selection holds every usable pool row ({len(picks)} of {n}): nothing was left out, so "
+                        "the random control arm is the same data; lower --top-k or select from a larger pool")
     return {
+        "warnings": warnings,
         "pool_rows": n, "eval_items": m, "recall_pairs": pairs, "recalled_rows": recalled,
         "recalled_by_several_items": pairs - recalled,
         "dropped_in_recall": by_rule,

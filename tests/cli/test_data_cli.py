@@ -210,3 +210,15 @@ def test_data_group_offers_select_and_decontaminate():
     out = CliRunner().invoke(data, ["--help"]).output
     assert "select" in out and "decontaminate" in out
     assert CliRunner().invoke(data, ["select", "--help"]).exit_code == 0
+
+
+def test_samples_never_replace_your_own_dataset_silently(project):
+    invoke("import", str(SAMPLES_DIR / "consultations.json"), "--name", "tcm_qa")
+    r = invoke("samples")
+    assert r.exit_code == 2 and "tcm_qa (" in r.output and "--force" in r.output
+    from factory_kit.data import registry
+
+    assert registry.load(project / "dataset_info")["tcm_qa"]["formatting"] == "sharegpt"  # untouched
+    r = invoke("samples", "--force")
+    assert r.exit_code == 0 and registry.load(project / "dataset_info")["tcm_qa"]["formatting"] == "alpaca"
+    assert invoke("samples").exit_code == 0  # the samples' own names: re-importing them is fine

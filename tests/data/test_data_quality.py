@@ -136,6 +136,100 @@ def test_near_dedup_chinese_character_ngrams(project):
         import_source(f, "x", dedup="fuzzy")
 
 
+_CASES = [  # distinct rows on close topics (same template): none may be merged
+    "患者女，32岁，近2个月食欲不振，食后腹胀，大便溏薄，神疲乏力，舌淡胖有齿痕，苔白，脉缓弱。应如何辨证论治？",
+    "患者男，45岁，近3个月胸闷心悸，夜寐不安，多梦易醒，头晕目眩，面色无华，舌淡苔薄白，脉细弱。应如何辨证论治？",
+    "患者女，58岁，反复咳嗽咳痰10年，加重伴气喘1周，痰白量多，胸脘痞闷，舌淡苔白腻，脉滑。应如何辨证论治？",
+    "患者男，67岁，腰膝酸软，畏寒肢冷，夜尿频多，小便清长，精神萎靡，舌淡胖苔白，脉沉细无力。应如何辨证论治？",
+    "患者女，29岁，经前乳房胀痛，情志抑郁，善太息，胸胁胀满，月经先后不定期，舌淡红苔薄白，脉弦。应如何辨证论治？",
+    "患者男，36岁，胃脘灼热疼痛，口干口苦，嘈杂泛酸，大便干结，小便短黄，舌红苔黄，脉弦数。应如何辨证论治？",
+]
+_ANSWERS = ["辨为脾气虚证，治以益气健脾，方用参苓白术散加减。", "辨为心脾两虚证，治以补益心脾，方用归脾汤加减。",
+            "辨为痰湿蕴肺证，治以燥湿化痰，方用二陈汤合三子养亲汤加减。", "辨为肾阳虚证，治以温补肾阳，方用右归丸加减。",
+            "辨为肝郁气滞证，治以疏肝解郁，方用逍遥散加减。", "辨为肝胃郁热证，治以疏肝泄热，方用化肝煎加减。"]
+
+
+def _jaccard3(a: str, b: str) -> float:
+    sa, sb = ({t[i:i + 3] for i in range(len(t) - 2)} for t in (a, b))
+    return len(sa & sb) / len(sa | sb)
+
+
+def test_near_dedup_planted_chinese_near_duplicates(project):
+    """Near copies (a character or two changed, punctuation changed, traditional characters
+    with --t2s) are caught at the default threshold and name their original; rows of the same
+    template on other conditions are all kept."""
+    rows = [{"instruction": q, "output": a} for q, a in zip(_CASES, _ANSWERS)]
+    near = [
+        (0, _CASES[0].replace("近2个月", "近两个月")),                      # digit -> Chinese numeral
+        (1, _CASES[1].replace("，多梦易醒", "；多梦易醒")),                  # punctuation
+        (2, _CASES[2].replace("10年", "十年")),
+        (3, "患者男，67歲，腰膝痠軟，畏寒肢冷，夜尿頻多，小便清長，精神萎靡，舌淡胖苔白，脈沉細無力。應如何辨證論治？"),
+    ]
+    for i, q in near:
+        if i != 3:  # the traditional copy only matches once converted
+            assert _jaccard3(q + _ANSWERS[i], _CASES[i] + _ANSWERS[i]) >= 0.85, q  # what is compared
+    for i in range(len(_CASES)):
+        for j in range(i):
+            assert _jaccard3(_CASES[i], _CASES[j]) < 0.5
+    f = project / "planted.jsonl"
+    f.write_text(jl(*rows, *({"instruction": q, "output": _ANSWERS[i]} for i, q in near)), encoding="utf-8")
+    r = import_source(f, "planted", dedup="near", t2s=True)
+    assert (r.accepted, r.duplicates) == (len(_CASES), len(near))
+    reasons = [json.loads(line)["reason"] for line in r.quarantine.read_text(encoding="utf-8").splitlines()]
+    for (i, _), reason in zip(near, reasons):
+        assert reason.endswith(f"of planted.jsonl:{i + 1}"), reason
+        assert "duplicate" in reason
+    kept = [json.loads(line)["instruction"] for line in r.output.read_text(encoding="utf-8").splitlines()]
+    assert kept == _CASES
+
+
+def test_near_deduper_blocks_match_row_by_row():
+    """Sketching rows a block at a time gives the same answers as one row at a time: copies
+    inside one block and across blocks are found, in order."""
+    import random
+
+    from factory_kit.data.dedup import NearDeduper
+
+    rng = random.Random(5)
+    texts = []
+    for k in range(3000):
+        if texts and rng.random() < 0.1:
+            t = list(rng.choice(texts))
+            t[rng.randrange(len(t))] = "的"
+            texts.append("".join(t))
+        else:
+            texts.append(_CASES[k % len(_CASES)] + f"病例{k}" + "".join(rng.choices("头痛发热恶寒咳嗽失眠心悸胸闷腹胀眩晕乏力", k=30)))
+    one, blocks = NearDeduper(), NearDeduper()
+    row_by_row = [one.check(t, k) for k, t in enumerate(texts)]
+    blocked = []
+    for lo in range(0, len(texts), 700):
+        blocks.prepare(texts[lo:lo + 700])
+        blocked += [blocks.check(t, lo + k) for k, t in enumerate(texts[lo:lo + 700])]
+    assert blocked == row_by_row
+    assert sum(hit is not None for hit in blocked) > 200
+
+
+def test_band_table_matches_a_dict():
+    import numpy as np
+
+    from factory_kit.data.dedup import _BandTable
+
+    rng = np.random.default_rng(3)
+    table, ref, row = _BandTable(bits=4), {}, 0
+    for it in range(20):
+        keys = rng.integers(0, 500 if it % 2 else 2**32, int(rng.integers(1, 2000)), dtype=np.uint64)
+        table.add_many(keys, np.arange(row, row + len(keys)))
+        for k, r in zip(keys.tolist(), range(row, row + len(keys))):
+            ref.setdefault(k, set()).add(r)
+        row += len(keys)
+        queries = np.concatenate([rng.integers(0, 500, 300, dtype=np.uint64), keys[:100]])
+        q, r = table.get_many(queries)
+        got: dict = {}
+        for a, b in zip(q.tolist(), r.tolist()):
+            got.setdefault(a, set()).add(b)
+        assert all(got.get(i, set()) == ref.get(k, set()) for i, k in enumerate(queries.tolist()))
+
+
 def test_duplicates_across_files_name_the_first(project):
     d = project / "raw"
     d.mkdir()
@@ -334,7 +428,7 @@ def test_streaming_memory_is_bounded(project):
     assert int(out[1]) < 300, f"peak RSS {out[1]} MB"
 
 
-def test_dataimport_defaults_documented():
+def test_import_defaults_documented():
     """docs/data.md names every `data import` option, and its Options table gives the defaults
     the command really has."""
     import re

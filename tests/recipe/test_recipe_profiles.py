@@ -237,3 +237,19 @@ def test_docs_name_every_row():
     for rows in (catalog.methods(), catalog.stages(), catalog.hardware()):
         for name in rows:
             assert f"`{name}`" in section, f"docs/recipes.md does not describe `{name}`"
+
+
+def test_inherited_reward_model_resolves_next_to_the_recipe_that_set_it(tmp_path, monkeypatch):
+    import shutil
+
+    from factory_kit.core import paths as core_paths
+    from factory_kit.recipe import load as recipe_load
+    from factory_kit.recipe import reward
+
+    shutil.copytree(core_paths.SHIPPED_RECIPES_DIR, tmp_path / "recipes")
+    (tmp_path / "recipes" / "team").mkdir()
+    (tmp_path / "recipes" / "team" / "ppo.yaml").write_text("extends: ../tcm-ppo.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    found = reward.resolve(recipe_load.load(tmp_path / "recipes" / "team" / "ppo.yaml"), tmp_path)
+    assert found is not None and found.path.endswith("tcm-rm") and found.type == "lora"
+    assert found.recipe.endswith("recipes/tcm-rm.yaml")
