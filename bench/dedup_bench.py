@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def main() -> None:
         out[label] = {"rows": rows, "planted": planted, "repeats": reps,
                       "results": _series(label, kinds, src, rows, reps, tmp)}
         src.unlink()
+    shutil.rmtree(tmp, ignore_errors=True)
     sbs = out.get("side_by_side", {}).get("results", {})
     if "near-datasketch" in sbs:
         old, new = sbs["near-datasketch"], sbs["near"]
