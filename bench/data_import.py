@@ -141,9 +141,11 @@ class TreeSampler:
         self._thread.join()
 
 
-def run_worker(kind: str, src: Path, tmp: Path) -> dict:
+def run_worker(kind: str, src: Path, tmp: Path, script: str = __file__) -> dict:
+    """Run ``script --worker KIND SRC WORK`` in a fresh process (its own peak memory) and read the
+    JSON it prints last; other benches pass their own ``script``."""
     work = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{kind}-"))
-    proc = subprocess.run([sys.executable, __file__, "--worker", kind, str(src), str(work)],
+    proc = subprocess.run([sys.executable, script, "--worker", kind, str(src), str(work)],
                           capture_output=True, text=True)
     shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data_import import TreeSampler, own_peak_mb  # noqa: E402  (same peak-memory method)
+from data_import import TreeSampler, own_peak_mb, run_worker  # noqa: E402  (same peak-memory method and launcher)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "dedup_bench.json"
@@ -148,24 +148,11 @@ def worker(kind: str, src: str, work: str) -> dict:
     return {"seconds": time.perf_counter() - t, "accepted": r.accepted, "duplicates": r.duplicates}
 
 
-def run_worker(kind: str, src: Path, tmp: Path) -> dict:
-    import shutil
-    import subprocess
-
-    work = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{kind}-"))
-    proc = subprocess.run([sys.executable, __file__, "--worker", kind, str(src), str(work)],
-                          capture_output=True, text=True)
-    shutil.rmtree(work, ignore_errors=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _series(label: str, kinds: list[str], src: Path, rows: int, repeats: int, tmp: Path) -> dict:
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for rep in range(repeats):
         for kind in kinds:
-            r = run_worker(kind, src, tmp)
+            r = run_worker(kind, src, tmp, script=__file__)
             r["rows_per_s"] = rows / r["seconds"]
             runs[kind].append(r)
             print(f"  {label} [{rep + 1}/{repeats}] {kind:16s} {r['seconds']:7.2f} s {r['rows_per_s']:>9,.0f} rows/s "

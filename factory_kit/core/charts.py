@@ -49,11 +49,6 @@ def _charmap(font: str) -> frozenset[int]:
     return frozenset(FT2Font(path).get_charmap())
 
 
-def needs_cjk(text: str) -> bool:
-    """Whether ``text`` has characters the default (Latin) font lacks."""
-    return any(ord(ch) > 0x2E7F for ch in text)
-
-
 def can_draw(texts: list[str]) -> bool:
     """Whether every character of ``texts`` can be drawn: plain text always, Chinese only
     with a CJK font that covers it (no boxes)."""

@@ -25,12 +25,6 @@ def temp_path_for(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
-def is_temp_for(candidate: Path, final: Path) -> bool:
-    """True when ``candidate`` is a temp file ``temp_path_for(final)`` could have made."""
-    name = Path(candidate).name
-    return name.startswith(f".{Path(final).name}.") and name.endswith(TEMP_SUFFIX)
-
-
 @contextlib.contextmanager
 def atomic_path(final: Path, *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces ``final`` atomically, on any

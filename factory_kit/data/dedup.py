@@ -41,10 +41,6 @@ def json_key_hash(body: bytes) -> int:
     return xxhash.xxh3_64_intdigest(body.replace(b"\\n", b"").lower().translate(None, ASCII_DROP))
 
 
-def dedup_text(parts: list[str]) -> str:
-    return dedup_key(parts).decode("utf-8", "surrogatepass")
-
-
 class ExactDeduper:
     """``check(text, loc)`` returns the location of the first identical row, or None."""
 

@@ -37,10 +37,11 @@ def test_write_if_changed_leaves_an_equal_file_alone(tmp_path):
     assert io.write_if_changed(target, "a: 2\n") is True and target.read_text() == "a: 2\n"
 
 
-def test_temp_names_are_unique_and_recognisable(tmp_path):
+def test_temp_names_are_unique_hidden_and_beside_the_target(tmp_path):
     final = tmp_path / "x.jsonl"
     a, b = io.temp_path_for(final), io.temp_path_for(final)
-    assert a != b and io.is_temp_for(a, final) and not io.is_temp_for(final, final)
+    assert a != b and a.parent == final.parent
+    assert a.name.startswith(".x.jsonl.") and a.name.endswith(io.TEMP_SUFFIX)
 
 
 def test_progress_is_silent_off_a_terminal(monkeypatch):

@@ -88,10 +88,6 @@ class Importer:
         """Called after the last row (importers that buffer flush here)."""
 
 
-def conversation_texts(messages: list[dict[str, Any]], content: str) -> list[str]:
-    return [m.get(content) or "" for m in messages]
-
-
 def require_list(row: dict, key: str | None, name: str) -> list:
     if key is None or key not in row:
         raise RowError(f'missing field "{name}"', kind="missing")
