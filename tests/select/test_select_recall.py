@@ -283,3 +283,14 @@ def test_selected_datasets_load_in_llamafactory(proj):
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     for name in names:
         assert result[name] == {"rows": len(_rows(proj, name)), "empty": 0}, (name, result[name])
+
+
+def test_a_ceiling_that_drops_everything_names_the_ceiling(proj):
+    with pytest.raises(FactoryKitError) as exc:
+        select_dataset("pool", ["tcm_exam"], "none_left", options=Options(max_similarity=0.0), project=proj)
+    assert "raise --max-similarity" in str(exc.value) and "lower --min-similarity" not in str(exc.value)
+
+
+def test_taking_the_whole_pool_is_a_warning(proj):
+    stats, _ = select_dataset("pool", ["tcm_exam"], "everything", options=Options(top_k=10_000), project=proj)
+    assert any("every usable pool row" in w for w in stats["counts"]["warnings"])
