@@ -2,7 +2,10 @@
 the new one, never half of one, and an interrupt leaves no stray temp file behind.
 
 ``atomic_path`` is the building block (write to a hidden temp file beside the target, then
-``os.replace``); ``write_text``, ``write_bytes`` and ``write_json`` cover the common cases.
+:func:`replace`); ``write_text``, ``write_bytes`` and ``write_json`` cover the common cases.
+A replaced file keeps its mode, and a new one gets the umask's (``0666 & ~umask``, 0644 under
+umask 022), whatever mode the temp file was created with (``mkstemp`` makes 0600), so other users
+and containers can read ``dataset_info.json`` and the data as before.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,29 @@ def temp_path_for(final: Path) -> Path:
     return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def replace(tmp: Path, final: Path) -> None:
+    """``os.replace(tmp, final)``, with ``final``'s mode kept when it exists, else the umask's."""
+    try:
+        mode = stat.S_IMODE(os.stat(final).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(tmp, mode)
+    os.replace(tmp, final)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path, *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces ``final`` atomically, on any
@@ -37,7 +64,7 @@ def atomic_path(final: Path, *, fsync: bool = False) -> Iterator[Path]:
         if fsync and tmp.exists():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

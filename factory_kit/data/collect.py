@@ -1,6 +1,7 @@
 """The main-process side of an import: units arrive in file order; duplicates are found, accepted
 rows written, and everything else quarantined, here and only here (:meth:`Collector.quarantine`).
-Output files are temp files until :meth:`Collector.commit`: a crash leaves the old files intact.
+Output files are temp files, staged by :meth:`Collector.stage` and committed with the rest of
+the import (:mod:`.commit`): a crash leaves the old files intact.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Sink:
 
     def commit(self) -> Path:
         self.fh.close()
-        os.replace(self.tmp, self.final)
+        io.replace(self.tmp, self.final)
         return self.final
 
     def discard(self) -> None:
@@ -99,10 +100,12 @@ class Collector:
             self.examples.append(unit.message)
 
     def _duplicate(self, source: str, line: int, first_loc: int, what: str, original: Any,
-                   phys: int | None = None) -> None:
-        where = self.conv.where(self.source_names[first_loc >> _LOC_BITS], first_loc & _LOC_MASK)
-        self.quarantine(self.conv.reject(source, line, f"{what} of {where}", "duplicate", original, phys=phys),
-                        duplicate=True)
+                   phys: int | None = None, tag: int = 0) -> None:
+        # bits 64 and up of a location: a text chunk's number and last line (convert.chunk_tag)
+        sid = (first_loc >> _LOC_BITS) & ((1 << (64 - _LOC_BITS)) - 1)
+        where = self.conv.where(self.source_names[sid], first_loc & _LOC_MASK, first_loc >> 64 << 64)
+        self.quarantine(self.conv.reject(source, line, f"{what} of {where}", "duplicate", original, phys=phys,
+                                         tag=tag), duplicate=True)
 
     # -- taking units ----------------------------------------------------------------------------
     def take(self, units: list[Unit], source: str, original_of: Callable[[Any], Any] | None = None) -> None:
@@ -117,7 +120,7 @@ class Collector:
                 self.quarantine(u)
                 continue
             if deduper is not None:
-                hit = deduper.check(u.hash if u.hash is not None else u.key, (sid << _LOC_BITS) | u.line)
+                hit = deduper.check(u.hash if u.hash is not None else u.key, (sid << _LOC_BITS) | u.line | u.tag)
                 if hit is not None:
                     if isinstance(hit, tuple):
                         first_loc, sim = hit
@@ -125,7 +128,7 @@ class Collector:
                     else:
                         first_loc, what = hit, "exact duplicate"
                     original = original_of(u.original) if original_of is not None else u.original
-                    self._duplicate(source, u.line, first_loc, what, original, u.phys)
+                    self._duplicate(source, u.line, first_loc, what, original, u.phys, u.tag)
                     continue
             row = u.row
             if u.multi and not self.multi:
@@ -182,9 +185,13 @@ class Collector:
         for sink in self._sinks():
             sink.discard()
 
-    def commit(self, project: Path, source: str) -> Path | None:
-        """Put the output files in place; returns the quarantine file (None when nothing was
-        quarantined). With no row accepted, nothing replaces the old rows and this raises."""
+    def stage(self, outputs: Any, project: Path, source: str) -> Path | None:
+        """Hand the complete output files to ``outputs`` (a :class:`factory_kit.data.commit.Outputs`),
+        to be put in place with the rest of the import; returns the quarantine file (None when
+        nothing was quarantined). With no row accepted, nothing replaces the old rows and this
+        raises (after putting the quarantine file in place, for its reasons)."""
+        for sink in self._sinks():
+            sink.fh.close()
         if self.accepted == 0:
             self.out.discard()
             if self.bench is not None:
@@ -196,13 +203,12 @@ class Collector:
                                       f"every reason in {rel})")
             self.rejects.discard()
             raise FactoryKitError(f"{source}: no rows found (the file has no data rows)")
-        self.out.commit()
+        outputs.put(self.out.final, self.out.tmp)
         if self.bench is not None:
-            self.bench.commit()
+            outputs.put(self.bench.final, self.bench.tmp)
         if self.quarantined:
-            return self.rejects.commit()
+            outputs.put(self.rejects.final, self.rejects.tmp)
+            return self.rejects.final
         self.rejects.discard()
-        if self.rejects.final.exists():
-            self.rejects.final.unlink()  # stale rejects of an earlier import of this name
+        outputs.delete(self.rejects.final)  # stale rejects of an earlier import of this name
         return None
-

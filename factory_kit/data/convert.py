@@ -6,7 +6,8 @@ format importer's own buffers, so it runs in the main process or in a worker (:m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ import orjson
 from factory_kit.data import dedup as dedup_mod
 from factory_kit.data import readers
 from factory_kit.data import split as split_mod
-from factory_kit.data.formats import HINTS, IMPORTERS, detect_row
+from factory_kit.data.formats import HINTS, IMPORTERS, Importer, detect_row
 from factory_kit.data.formats.alpaca import AlpacaImporter, to_sharegpt
 from factory_kit.data.formats.text import TextImporter
 from factory_kit.data.pii import Redactor
@@ -34,6 +35,23 @@ class Accepted:
     multi: bool  # an alpaca row with history: the import turns sharegpt
     original: Any  # what a duplicate's quarantine record shows (or a token the collector resolves)
     phys: int | None = None  # the physical line of an item-addressed row
+    tag: int = 0  # a text chunk's number and last line (:func:`chunk_tag`), 0 for a row
+
+
+# A text chunk's place, beside its first line: its number in its source and its last line, in
+# the bits of a dedup location above 64 (``source << 40 | line`` below), so that a duplicate
+# chunk names both chunks exactly though several chunks can start on one line.
+_TAG_SHIFT = 64
+_MASK40 = (1 << 40) - 1
+
+
+def chunk_tag(chunk: int, last: int) -> int:
+    return ((chunk << 40) | last) << _TAG_SHIFT if chunk else 0
+
+
+def _chunk_place(source: str, line: int, tag: int) -> str:
+    chunk, last = tag >> (_TAG_SHIFT + 40), (tag >> _TAG_SHIFT) & _MASK40
+    return f"{source}:{line}{f'-{last}' if last > line else ''} (chunk {chunk})"
 
 
 @dataclass(slots=True)
@@ -80,16 +98,12 @@ class Converter:
         normalizer = Normalizer(width=config.width_policy, t2s=bool(config.t2s))
         self.redactor = Redactor(config.kinds) if config.kinds else None
         self.fields = FieldReader(normalizer, self.redactor)
-        cls = TextImporter if config.fmt == "text" else IMPORTERS[config.fmt]
-        self.importer = cls(self.fields, config.columns, **config.importer)
         self.max_chars = config.max_chars
         self.dedup = config.dedup
         self.strat_key = config.strat_key
-        self.is_alpaca = isinstance(self.importer, AlpacaImporter)
-        #: the common alpaca row can skip the general machinery (see :meth:`fast_row`)
-        self.fast = (self.is_alpaca and self.redactor is None and self.dedup in ("exact", "none")
-                     and self.strat_key in (None, "source"))
-        self._keys: dict[tuple, tuple] = self.importer.resolved if self.is_alpaca else {}
+        self.importers: dict[str, Importer] = {}  # one per format used (a folder's files may differ)
+        self._first = config.fmt
+        self.use(config.fmt)
         self._norm = self.fields.normalize
         self._src_json: dict[str, bytes] = {}
         # Sources whose rows are addressed by JSON array element ("item N", minified arrays):
@@ -97,16 +111,57 @@ class Converter:
         self.by_item: set[str] = set()
         self._phys: int | None = None
 
-    def where(self, source: str, n: int) -> str:
-        """Where row ``n`` of ``source`` is, as messages say it (duplicates name it)."""
+    def use(self, fmt: str | None) -> None:
+        """Convert the next rows as ``fmt`` (None: as before); a folder import reads each file by
+        its own format, as long as they write the same rows (:data:`formats.DATASET_SHAPE`)."""
+        if fmt is None or (fmt == self.fmt and self.importers):
+            return
+        importer = self.importers.get(fmt)
+        if importer is None:
+            cls = TextImporter if fmt == "text" else IMPORTERS[fmt]
+            importer = self.importers[fmt] = cls(self.fields, self.config.columns, **self.config.importer)
+        self.fmt, self.importer = fmt, importer
+        if fmt != self.config.fmt:
+            self.config = replace(self.config, fmt=fmt)  # what worker processes convert with
+        self.is_alpaca = isinstance(importer, AlpacaImporter)
+        #: the common alpaca row can skip the general machinery (see :meth:`fast_row`)
+        self.fast = (self.is_alpaca and self.redactor is None and self.dedup in ("exact", "none")
+                     and self.strat_key in (None, "source"))
+        self._keys: dict[tuple, tuple] = importer.resolved if self.is_alpaca else {}  # type: ignore[attr-defined]
+
+    def entry(self) -> dict[str, Any]:
+        """The registry entry of the rows written (multi-turn alpaca rows made them sharegpt)."""
+        for importer in self.importers.values():
+            if getattr(importer, "multi_turn", False):
+                return importer.entry()
+        return self.importers[self._first].entry()
+
+    def notes(self) -> Counter:
+        """What the importers did to rows that the report should say (this process's)."""
+        return sum((importer.notes for importer in self.importers.values()), Counter())
+
+    def finish(self) -> None:
+        for importer in self.importers.values():
+            importer.finish()
+
+    def where(self, source: str, n: int, tag: int = 0) -> str:
+        """Where row ``n`` of ``source`` is, as messages say it (duplicates name it); ``tag``:
+        a text chunk's (:func:`chunk_tag`, or a dedup location's bits from 64 up)."""
+        if tag:
+            return _chunk_place(source, n, tag)
         return f"{source} item {n}" if source in self.by_item else f"{source}:{n}"
 
     def reject(self, source: str, line: int, reason: str, kind: str, original: Any = None,
-               raw: str | None = None, phys: int | None = None) -> Rejected:
-        if source in self.by_item:
+               raw: str | None = None, phys: int | None = None, tag: int = 0) -> Rejected:
+        rec: dict[str, Any]
+        if tag:  # a text chunk
+            message = f"{_chunk_place(source, line, tag)}: {reason}"
+            rec = {"reason": reason, "kind": kind, "source": source, "line": line,
+                   "last_line": (tag >> _TAG_SHIFT) & _MASK40, "chunk": tag >> (_TAG_SHIFT + 40), "message": message}
+        elif source in self.by_item:
             message = f"{source}: item {line}: {reason}"
-            rec: dict[str, Any] = {"reason": reason, "kind": kind, "source": source,
-                                   "line": phys if phys is not None else self._phys, "item": line, "message": message}
+            rec = {"reason": reason, "kind": kind, "source": source,
+                   "line": phys if phys is not None else self._phys, "item": line, "message": message}
         else:
             message = f"{source}:{line}: {reason}"
             rec = {"reason": reason, "kind": kind, "source": source, "line": line, "message": message}
@@ -185,8 +240,10 @@ class Converter:
         """``original`` goes into a quarantine record made here; ``token`` (default: the
         original) travels with an accepted row in case the collector finds it a duplicate."""
         bench_row = row.pop("_benchmark", None) if self.fmt == "mcq" else None
+        tag = 0
         if "_line" in row:
             del row["_line"]
+            tag = chunk_tag(row.pop("_chunk", 0), row.pop("_last", 0))
         multi = False
         if self.is_alpaca and "history" in row:
             if row["history"]:
@@ -197,8 +254,8 @@ class Converter:
         if self.max_chars:
             n = sum(map(len, texts))
             if n > self.max_chars:
-                return self.reject(source, line, f"row is {n:,} characters, over --max-chars {self.max_chars:,} "
-                                   "(raise it, or 0 for no limit)", "too_long", original)
+                return self.reject(source, line, f"{'chunk' if tag else 'row'} is {n:,} characters, over --max-chars "
+                                   f"{self.max_chars:,} (raise it, or 0 for no limit)", "too_long", original, tag=tag)
         try:
             body = orjson.dumps(row)
         except TypeError:
@@ -214,10 +271,10 @@ class Converter:
             stratum = None
         return Accepted(line, b"%b%b%d}\n" % (body[:-1], self._provenance(source), line), h, key,
                         dumps(bench_row) + b"\n" if bench_row else None, stratum, multi,
-                        original if token is None else token, self._phys)
+                        original if token is None else token, self._phys, tag)
 
     def flush(self, source: str) -> list[Unit]:
         """Units the importer still buffers at the end of a source (text chunks)."""
         if isinstance(self.importer, TextImporter):
-            return [self.row(r, source, r.get("_line") or 0, {"text": r.get("text")}) for r in self.importer.flush()]
+            return [self.row(r, source, r.get("_line") or 0, {"text": r.get("text")}) for r in self.importer.end_source()]
         return []

@@ -4,8 +4,10 @@ One streaming pass: read (:mod:`.readers`, one module per file type) -> convert 
 (:mod:`.formats`, one importer per row shape, driven by :mod:`.convert`; large JSON Lines
 files in worker processes, :mod:`.parallel`) -> normalise / redact (quality, pii) -> length
 check -> dedup, write accepted rows and quarantine the rest with their reason (:mod:`.collect`).
-Then, when asked, a second streaming pass splits train/val/test and holds the benchmark out,
-and the registry is merged atomically (:mod:`.finish`). Where the files live: :mod:`.store`.
+Then, when asked, a second streaming pass splits train/val/test and holds the benchmark out
+(:mod:`.finish`). Every output is a temp file until the end, when all of them and the registry
+entries are put in place in one step (:mod:`.commit`); Ctrl-C or SIGTERM before that changes
+nothing. Where the files live: :mod:`.store`.
 
 Invariant: every input unit is accepted or quarantined (``accepted + quarantined ==
 total``); duplicates are quarantined too, so ``duplicates <= quarantined``. For text
@@ -25,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory_kit.core import paths, progress
+from factory_kit.core import interrupts, io, paths, progress
 from factory_kit.core.errors import FactoryKitError
+from factory_kit.data import commit, finish, parallel, readers, store
 from factory_kit.data import dedup as dedup_mod
-from factory_kit.data import finish, parallel, readers, store
+from factory_kit.data import detect as detect_mod
 from factory_kit.data import split as split_mod
 from factory_kit.data.collect import Collector
 from factory_kit.data.convert import ConvertConfig, Converter
@@ -75,6 +78,8 @@ class ImportReport:
     tool_call_text_dropped: int = 0  # assistant turns with text next to tool_calls: the call kept, the text not
     notes: list[str] = field(default_factory=list)  # what was done to accepted rows, for the user to know
     seconds: float = 0.0
+    cleaned: str | None = None  # what this import cleaned up first (temp files of killed imports), one line
+    interrupted: bool = False  # Ctrl-C came during the commit, which completed
 
     def rel(self, p: Path | None) -> str:
         if p is None:
@@ -180,11 +185,7 @@ def _detect_format(first: Source, fmt: str | None, columns: dict[str, str]) -> t
         errs = [r.error for r in peeked if r.error]
         why = f" (line {peeked[0].line}: {errs[0]})" if errs else ""
         raise FactoryKitError(f"{src}: no readable rows in the first {len(peeked)}{why}; is this the right file?")
-    cols = sorted({k for o in objs[:20] for k in o if isinstance(k, str)})
-    raise FactoryKitError(
-        f"{src}: cannot tell the format from columns {cols[:12]}; name it with --format "
-        f"({', '.join(f for f in FORMATS if f != 'hf')}) and map columns with "
-        "--columns instruction=COL,output=COL")
+    raise detect_mod.unknown_format(src, objs)
 
 
 def _check_columns(columns: dict[str, str], objs: list[dict], source: str) -> None:
@@ -218,7 +219,7 @@ class _Progress:
 
 
 def _feed(collector: Collector, sources: Iterator[Source], opts: dict[str, Any],
-          shown: _Progress) -> tuple[Counter, Counter]:
+          shown: _Progress, plan: detect_mod.Plan) -> tuple[Counter, Counter]:
     """Every record of every source, in order, through the converter into the collector (large
     JSON Lines files through worker processes). Returns the redactions and notes counted in
     worker processes (this process's are on the converter's redactor and importer)."""
@@ -228,6 +229,8 @@ def _feed(collector: Collector, sources: Iterator[Source], opts: dict[str, Any],
     redactions: Counter[str] = Counter()
     notes: Counter[str] = Counter()
     for p, src, records, is_table, is_text in sources:
+        conv.use(plan.of(p))  # a folder import reads each file by its own format
+        importer = conv.importer
         conv.fields.numbers_as_text = is_table
         if isinstance(importer, TextImporter):
             importer.merge_records = is_text
@@ -245,6 +248,7 @@ def _feed(collector: Collector, sources: Iterator[Source], opts: dict[str, Any],
                 notes.update(packed.notes)
                 shown.records += len(packed)
                 shown.show()
+                interrupts.pause_point("read")
             continue
         block: list = []  # near dedup sketches blocks of rows at once (numpy)
         for rec in records:
@@ -253,13 +257,14 @@ def _feed(collector: Collector, sources: Iterator[Source], opts: dict[str, Any],
                 break
             if shown.records % PROGRESS_EVERY == 0:
                 shown.show()
+                interrupts.pause_point("read")
             block += conv.record(rec)
             if len(block) >= (1024 if opts["dedup"] == "near" else 1):
                 collector.take(block, src)
                 block = []
         collector.take(block + conv.flush(src), src)
         shown.show()
-    importer.finish()
+    conv.finish()
     return redactions, notes
 
 
@@ -290,15 +295,36 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
     if opts["dedup"] not in dedup_mod.DEDUP_MODES:
         raise FactoryKitError(f"--dedup {opts['dedup']!r}: choose one of {', '.join(dedup_mod.DEDUP_MODES)}")
     ratios = split_mod.parse_ratios(opts["split"]) if opts["split"] else None
+    cleaned = commit.clean_stale(project)  # first: what an earlier import left decides who owns a name
     if not opts["force"]:
         store.refuse_taking_over(project, name, store.split_names(name) if ratios else [])
     strat_key = opts["stratify"] if ratios else None
     if strat_key in (True, "true", "yes"):
         strat_key = "source"
 
+    with interrupts.terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C
+        outputs = commit.Outputs(project, name)
+        try:
+            report = _run(path, targets, name, fmt, hf_only, opts, project, kinds, columns, ratios, strat_key,
+                          outputs, started)
+        except BaseException as exc:
+            outputs.discard()
+            if isinstance(exc, KeyboardInterrupt) and outputs.committed:
+                exc.committed = True  # type: ignore[attr-defined]  # came just after the commit: it is done
+            raise
+    report.cleaned = cleaned
+    return report
+
+
+def _run(path: str | Path, targets: list[Path] | str, name: str, fmt: str | None, hf_only: bool,
+         opts: dict[str, Any], project: Path, kinds: tuple[str, ...], columns: dict[str, str],
+         ratios: tuple[float, float, float] | None, strat_key: str | None, outputs: commit.Outputs,
+         started: float) -> ImportReport:
+    """The import proper: every output staged in ``outputs``, then committed together."""
     blank_rows: list[int] = []  # fully blank CSV/Excel rows the readers skipped (not rows)
+    plan = detect_mod.plan(path, targets, fmt, opts, columns)  # a folder: each file's format, files skipped
     sources = _open_sources(targets, opts, hf_only, blank_rows)
-    first, fmt = _detect_format(next(sources), None if hf_only else fmt, columns)
+    first, fmt = _detect_format(next(sources), plan.fmt or (None if hf_only else fmt), columns)
     conv = Converter(ConvertConfig(
         fmt=fmt, width_policy=opts["width_policy"], t2s=bool(opts["t2s"]), kinds=kinds, columns=columns,
         max_chars=int(opts["max_chars"] or 0), dedup=opts["dedup"], strat_key=strat_key,
@@ -312,36 +338,41 @@ def import_source(path: str | Path, name: str, fmt: str | None = None, *, projec
         total = _estimate_rows(targets, int(opts["limit"]) if opts["limit"] else None)
         with progress.bar(f"importing {name}", total=total, unit="rows") as bar:
             redactions, notes = _feed(collector, itertools.chain([first], sources), opts,
-                                      _Progress(bar, opts["progress"], collector))
+                                      _Progress(bar, opts["progress"], collector), plan)
         if strat_key and strat_key != "source" and collector.accepted and set(collector.strata) <= {""}:
             # No accepted row gave the field a value: is it a typo (no row has it at all)?
             collector.out.flush()
             problem = finish.stratify_problem(collector.out.tmp, strat_key, conv.importer.text_fields)
             if problem is not None:
                 raise FactoryKitError(problem)
+        quarantine = collector.stage(outputs, project, str(path))
     except BaseException:
         collector.discard()
         raise
     if conv.redactor is not None:
         redactions.update(conv.redactor.counts)
-    notes.update(conv.importer.notes)
+    notes.update(conv.notes())
 
-    quarantine = collector.commit(project, str(path))
-    entry = conv.importer.entry()
+    entry = conv.entry()
     done = finish.register_import(
-        project, name, entry, collector.out.final, ratios=ratios, seed=int(opts["seed"]), strat_key=strat_key,
-        strata=collector.strata, accepted=collector.accepted, bench_path=collector.bench.final if collector.bench else None,
-        previous=previous)
+        project, name, entry, outputs, collector.out.final, ratios=ratios, seed=int(opts["seed"]),
+        strat_key=strat_key, strata=collector.strata, accepted=collector.accepted,
+        bench_path=collector.bench.final if collector.bench else None, previous=previous)
     report = ImportReport(
         name=name, format=fmt, total=collector.total, accepted=collector.accepted, quarantined=collector.quarantined,
         duplicates=collector.duplicates, output=collector.out.final, quarantine=quarantine,
         registered=list(done.entries), redactions=dict(redactions) if kinds else {}, benchmark=done.benchmark,
         project=project, benchmark_dev=done.benchmark_dev, multi_answer_dropped=done.multi_answer_dropped,
-        blank_rows=len(blank_rows), tool_call_text_dropped=notes[TOOL_TEXT_DROPPED], notes=finish.note_lines(notes),
+        blank_rows=len(blank_rows), tool_call_text_dropped=notes[TOOL_TEXT_DROPPED],
+        notes=plan.notes + finish.note_lines(notes),
         splits=done.splits, reasons=dict(collector.reasons), examples=collector.examples,
         sources=collector.source_names if collector.source_names else [str(path)],
         output_format=finish.output_format(entry), seconds=time.monotonic() - started)
-    store.write_meta(project, name, _meta(report, opts, kinds))
+    meta = store.meta_file(project, name)
+    tmp = outputs.temp(meta)
+    io.write_json(tmp, _meta(report, opts, kinds))
+    outputs.put(meta, tmp)
+    report.interrupted = outputs.commit()
     return report
 
 
@@ -351,6 +382,6 @@ def _meta(report: ImportReport, opts: dict[str, Any], kinds: tuple[str, ...]) ->
     if kinds:
         keep["redact"] = list(kinds)
     meta = {**report.to_json(), "options": keep}
-    meta.pop("seconds", None)
-    meta.pop("project", None)
+    for key in ("seconds", "project", "cleaned", "interrupted"):
+        meta.pop(key, None)
     return meta

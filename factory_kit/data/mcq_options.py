@@ -56,6 +56,30 @@ def strip_prefix(text: str, expected: str) -> str:
     return text
 
 
+_SPACED = re.compile(rf"^\s*({LETTER_CLASS})\s+(?=\S)")
+
+
+def _own_prefix(text: str, expected: str) -> int | None:
+    """Where the text after a written letter starts, when ``text`` begins with ``expected``
+    written as an option letter (``B.`` ``B、`` ``(B)`` ``B:`` ``B ``); else None."""
+    m = _PREFIX.match(text)
+    if m and m.group(1).upper() == expected:
+        return m.end()
+    m = _SPACED.match(text)
+    return m.end() if m and m.group(1) == expected else None
+
+
+def strip_letters(options: dict[str, str]) -> dict[str, str]:
+    """Options (letter -> text) without the letters exports write before them (``B. 黄芪``,
+    ``B、黄芪``, ``(B) 黄芪``, ``B: 黄芪``, or ``B 黄芪`` as CMExam writes them), stripped only
+    when every option of the item starts with its own letter: then the letters are labels, and
+    "A patient...", "E. coli" or "B cells" in an item written without them keep their words."""
+    ends = [_own_prefix(text, key) for key, text in options.items()]
+    if len(options) < 2 or any(end is None for end in ends):
+        return dict(options)
+    return {key: text[end:].strip() for (key, text), end in zip(options.items(), ends)}  # type: ignore[misc]
+
+
 def split_cell(text: str) -> list[str]:
     """Options written in one cell: ``"A. 黄芪\\nB. 黄连"`` or ``"A. 黄芪 B. 黄连 C. 甘草"``.
 

@@ -6,6 +6,7 @@ costs little per row. The main process dedups and writes it (:meth:`Collector.ta
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ _WORKER: Converter | None = None
 
 def _worker_init(config: ConvertConfig) -> None:
     global _WORKER
+    # Ctrl-C reaches the whole process group: the main process handles it and ends the pool (with
+    # SIGTERM, which must simply end a worker, not raise as the importer's handler does).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER = Converter(config)
 
 

@@ -3,6 +3,12 @@
 Writes merge into what is there (never overwrite other entries), are atomic (temp file +
 rename, so a crash never leaves half a registry) and locked (fcntl lock file, so several
 imports at once do not lose each other's entries).
+
+:func:`commit` puts an import's files and registry entries in place together, under the lock:
+it first writes a journal (``dataset_info/.NAME.commit``: temp file -> final file renames, files
+to remove, entries to set and drop), then does what it says and removes it. A process killed in
+between leaves the journal, and the next :func:`load` (any command that reads the registry) or
+import finishes it (rolls forward: every temp file it names was complete before it was written).
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from factory_kit.core import io, paths
+from factory_kit.core import interrupts, io, paths
 from factory_kit.core.errors import FactoryKitError
 
 REGISTRY_FILE = "dataset_info.json"
+JOURNAL_SUFFIX = ".commit"
 
 
 def registry_path(registry_dir: Path) -> Path:
@@ -25,7 +32,14 @@ def registry_path(registry_dir: Path) -> Path:
 
 
 def load(registry_dir: Path) -> dict[str, Any]:
-    """Read the registry; a missing file is an empty registry."""
+    """Read the registry (finishing a commit a killed import left first); a missing file is an
+    empty registry."""
+    if journals(registry_dir):
+        recover(registry_dir)
+    return _read(registry_dir)
+
+
+def _read(registry_dir: Path) -> dict[str, Any]:
     path = registry_path(registry_dir)
     if not path.exists():
         return {}
@@ -41,7 +55,8 @@ def load(registry_dir: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _locked(registry_dir: Path) -> Iterator[None]:
+def locked(registry_dir: Path) -> Iterator[None]:
+    """The registry lock: writers of dataset_info.json and committing imports hold it."""
     Path(registry_dir).mkdir(parents=True, exist_ok=True)
     lock_path = Path(registry_dir) / ".dataset_info.lock"
     with open(lock_path, "w") as lock:
@@ -54,21 +69,97 @@ def _locked(registry_dir: Path) -> Iterator[None]:
 
 def register(registry_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
     """Merge ``entries`` (name -> dataset_info entry) into the registry; returns its path."""
-    path = registry_path(registry_dir)
-    with _locked(registry_dir):
-        data = load(registry_dir)
-        data.update(entries)
-        io.write_json(path, data, sort_keys=True, fsync=True)
-    return path
+    with locked(registry_dir):
+        recover_locked(registry_dir)
+        return _update(registry_dir, entries, [])
 
 
 def unregister(registry_dir: Path, names: list[str]) -> None:
+    with locked(registry_dir):
+        recover_locked(registry_dir)
+        _update(registry_dir, {}, names)
+
+
+def _update(registry_dir: Path, entries: dict[str, dict[str, Any]], drop: list[str]) -> Path:
+    """Under the lock: drop ``drop``, merge ``entries``, write atomically."""
     path = registry_path(registry_dir)
-    with _locked(registry_dir):
-        data = load(registry_dir)
-        for name in names:
-            data.pop(name, None)
-        io.write_json(path, data, sort_keys=True, fsync=True)
+    data = _read(registry_dir)
+    for name in drop:
+        data.pop(name, None)
+    data.update(entries)
+    io.write_json(path, data, sort_keys=True, fsync=True)
+    return path
+
+
+# -- commits: several files and the registry, all or nothing ----------------------------------------
+
+def journals(registry_dir: Path) -> list[Path]:
+    """Commit journals: a live commit's (while it holds the lock) or ones killed processes left."""
+    folder = Path(registry_dir)
+    return sorted(folder.glob(f".*{JOURNAL_SUFFIX}")) if folder.is_dir() else []
+
+
+def commit(registry_dir: Path, name: str, replace: list[tuple[Path, Path]], remove: list[Path],
+           entries: dict[str, dict[str, Any]], drop: list[str]) -> None:
+    """Rename each (temp, final) pair of ``replace`` into place, then drop ``drop`` from the
+    registry and merge ``entries`` into it, then remove the files ``remove`` (so the registry
+    never names a missing file), as one step: journalled first (see the module docstring)."""
+    registry_dir = Path(registry_dir)
+
+    def rel(p: Path) -> str:
+        return os.path.relpath(Path(p).resolve(), registry_dir.resolve())
+
+    journal = {"name": name, "pid": os.getpid(), "replace": [[rel(t), rel(f)] for t, f in replace],
+               "remove": [rel(p) for p in remove], "register": entries, "unregister": drop}
+    with locked(registry_dir):
+        recover_locked(registry_dir)
+        path = registry_dir / f".{name}{JOURNAL_SUFFIX}"
+        io.write_json(path, journal, fsync=True)
+        _apply(registry_dir, journal, path)
+
+
+def _apply(registry_dir: Path, journal: dict[str, Any], path: Path) -> list[str]:
+    """Do what a journal says; each step may already be done (a rename whose temp file is gone).
+    Returns the final files neither renamed nor present (their temp file was lost)."""
+    lost = []
+    for i, (tmp, final) in enumerate(journal["replace"]):
+        tmp_path, final_path = registry_dir / tmp, registry_dir / final
+        if tmp_path.exists():
+            io.replace(tmp_path, final_path)
+        elif not final_path.exists():
+            lost.append(final)
+        if i == 0:
+            interrupts.pause_point("commit-mid")
+    _update(registry_dir, journal["register"], journal["unregister"])
+    for gone in journal["remove"]:
+        with contextlib.suppress(FileNotFoundError):
+            (registry_dir / gone).unlink()
+    path.unlink()
+    return lost
+
+
+def recover(registry_dir: Path) -> list[str]:
+    """Finish the commits killed processes left (see :func:`recover_locked`)."""
+    with locked(registry_dir):
+        return recover_locked(registry_dir)
+
+
+def recover_locked(registry_dir: Path) -> list[str]:
+    """Under the lock (so no live process is mid-commit): finish every journalled commit left
+    behind. Returns one line per commit finished."""
+    done = []
+    for path in journals(registry_dir):
+        try:
+            journal = json.loads(path.read_text(encoding="utf-8"))
+            lost = _apply(Path(registry_dir), journal, path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FactoryKitError(f"{path}: cannot finish an interrupted import's commit ({exc}); re-import that "
+                                  "dataset, then delete this file") from None
+        line = f"finished the interrupted commit of {journal.get('name')}"
+        if lost:
+            line += f" (missing, re-import it: {', '.join(lost)})"
+        done.append(line)
+    return done
 
 
 def file_name_for(registry_dir: Path, data_file: Path) -> str:

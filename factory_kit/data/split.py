@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import xxhash
 
+from factory_kit.core import interrupts
 from factory_kit.core.errors import FactoryKitError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -98,6 +99,8 @@ def write_splits(data_file: Path, outputs: list[Path | None], labels: dict[str, 
                     written[label] += 1
                 if on_row is not None:
                     on_row(i, label)
+                if i == 4096:
+                    interrupts.pause_point("split")  # test only
     finally:
         for h in handles:
             if h is not None:

@@ -13,7 +13,7 @@ import os
 from array import array
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from factory_kit.core import io, paths, progress
 from factory_kit.core.errors import FactoryKitError
@@ -106,6 +106,30 @@ def _extract(entry: dict[str, Any]):
     return get_conv
 
 
+def text_chars(prompt: str, response: str) -> int:
+    """Characters of a row, the one count `data stats` (total chars) and `report` (dataset
+    cards) both give: its prompt and response text as the registry entry maps them (system,
+    prompt, query, history; or the turns' contents), never provenance (``source``) or role tags."""
+    return len(prompt) + len(response)
+
+
+def row_chars(entry: dict[str, Any]) -> Callable[[dict], int]:
+    """``row -> characters`` (:func:`text_chars`) for rows of a registry entry."""
+    get = _extract(entry)
+
+    def count(row: dict) -> int:
+        prompt, response, _ = get(row)
+        return text_chars(prompt, response)
+    return count
+
+
+def char_counts(entry: dict[str, Any], path: Path) -> tuple[int, dict[str, float]]:
+    """(rows, :func:`describe` of their characters) of a dataset file, streamed."""
+    count = row_chars(entry)
+    lengths = array("q", (count(row) for row in _iter_rows(path)))
+    return len(lengths), describe(lengths)
+
+
 def _iter_rows(path: Path) -> Iterator[dict]:
     if path.is_dir():
         for p in sorted(path.iterdir()):
@@ -158,7 +182,7 @@ def compute(name: str, project: Path, *, tokenizer: str | None = None, plots: bo
             prompt, response, n_turns = get(row)
             prompt_chars.append(len(prompt))
             response_chars.append(len(response))
-            total_chars.append(len(prompt) + len(response))
+            total_chars.append(text_chars(prompt, response))
             turns.append(n_turns)
             h = key_hash(dedup_key([prompt, response]))
             if h in seen:

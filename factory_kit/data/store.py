@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from factory_kit.core import io, paths
+from factory_kit.core import paths
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.data import registry
 
@@ -47,10 +47,6 @@ def read_meta(project: Path, name: str) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def write_meta(project: Path, name: str, meta: dict[str, Any]) -> Path:
-    return io.write_json(meta_file(project, name), meta)
 
 
 def split_names(name: str) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io as stdio
 import json
+import os
+import stat
 
 import pytest
 
@@ -59,3 +61,26 @@ def test_progress_can_be_forced_either_way(monkeypatch):
     assert progress.enabled() is False
     monkeypatch.setenv("FACTORY_KIT_PROGRESS", "1")
     assert progress.enabled() is True
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_new_files_get_the_umask_mode_whatever_the_temp_had(tmp_path, umask_022):
+    """A temp file made private (mkstemp makes 0600) must not make the target private."""
+    target = tmp_path / "dataset_info.json"
+    with io.atomic_path(target) as tmp:
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path, umask_022):
+    target = tmp_path / "dataset_info.json"
+    target.write_text("{}\n")
+    target.chmod(0o664)  # group-writable on purpose (a shared project)
+    io.write_json(target, {"a": 1})
+    assert stat.S_IMODE(target.stat().st_mode) == 0o664 and json.loads(target.read_text()) == {"a": 1}

@@ -375,10 +375,15 @@ def test_folder_import_mixes_sources(project):
     (d / "a.jsonl").write_text(jl({"instruction": "问1", "output": "答1"}), encoding="utf-8")
     (d / "b.csv").write_text("question,answer\n问2,答2\n问1,答1\n", encoding="utf-8")
     (d / "notes.txt").write_text("一段文字。", encoding="utf-8")
+    # plain text and QA rows cannot be one dataset: refused before anything is written, naming the files
+    with pytest.raises(FactoryKitError, match=r"cannot make one dataset \(alpaca: a\.jsonl, b\.csv; text: notes\.txt\); "
+                                              r"import them separately"):
+        import_source(d, "mix")
+    assert not (project / "data" / "mix.jsonl").exists()
+    (d / "notes.txt").unlink()
     r = import_source(d, "mix")
-    assert (r.accepted, r.quarantined, r.duplicates) == (2, 2, 1)
-    assert sorted(r.sources) == ["raw/a.jsonl", "raw/b.csv", "raw/notes.txt"]
-    assert any("a plain-text file cannot be part of a alpaca import" in x for x in reasons(r))
+    assert (r.accepted, r.quarantined, r.duplicates) == (2, 1, 1)
+    assert sorted(r.sources) == ["raw/a.jsonl", "raw/b.csv"]
     assert {x["source"] for x in rows_of(project, "mix")} == {"raw/a.jsonl", "raw/b.csv"}
 
 

@@ -30,6 +30,11 @@ IMPORTERS: dict[str, type[Importer]] = {
     "alpaca": AlpacaImporter,
     "text": TextImporter,
 }
+# The rows each format writes: files of one import may differ in format only when they write the
+# same rows (one registry entry). CoT rows are written as alpaca rows; exam items are not mixed
+# with others (their benchmark file lines up with their rows, one for one).
+DATASET_SHAPE = {"alpaca": "alpaca", "cot": "alpaca", "mcq": "mcq", "sharegpt": "sharegpt", "openai": "openai",
+                 "text": "text", "preference": "preference"}
 FORMATS = ("alpaca", "sharegpt", "openai", "cot", "mcq", "text", "preference", "hf")
 HINTS = {
     "alpaca": "instruction/output (or question/answer, prompt/response, query/response, 问题/答案)",
@@ -64,4 +69,4 @@ def detect(rows: Iterable[dict]) -> tuple[str | None, Counter]:
     return best, votes
 
 
-__all__ = ["IMPORTERS", "FORMATS", "HINTS", "Importer", "detect", "detect_row"]
+__all__ = ["DATASET_SHAPE", "IMPORTERS", "FORMATS", "HINTS", "Importer", "detect", "detect_row"]

@@ -82,11 +82,7 @@ class McqImporter(Importer):
                     if i >= len(LETTERS):
                         raise RowError(f'field "{key}" has more than {len(LETTERS)} options')
                     letter = mcq_options.letter(i)
-                    raw = self.f.value(f'option {letter}', item)
-                    text = mcq_options.strip_prefix(raw, letter)
-                    if not text and text != raw:
-                        raise RowError(f"option {letter} is empty", kind="empty")
-                    opts[letter] = text
+                    opts[letter] = self.f.value(f'option {letter}', item)
             elif isinstance(value, dict):
                 for k in sorted(value, key=mcq_options.normalize_key):
                     letter = mcq_options.normalize_key(k)
@@ -111,7 +107,11 @@ class McqImporter(Importer):
                                kind="missing")
         if len(opts) < 2:
             raise RowError(f"only {len(opts)} option; a multiple-choice item needs at least 2")
-        return opts
+        stripped = mcq_options.strip_letters(opts)  # "A. 黄芪" / "A 黄芪" under A: the letter is not text
+        for letter, text in stripped.items():
+            if not text and opts[letter]:
+                raise RowError(f"option {letter} is empty", kind="empty")
+        return stripped
 
     def _answer(self, row: dict, options: dict[str, str]) -> str:
         key = self.key(row, "answer", ANSWER[1:])

@@ -10,6 +10,7 @@ import codecs
 import gzip
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ TEXT_EXT = {".txt", ".md", ".markdown"}
 ARROW_EXT = {".arrow"}
 SUPPORTED = JSONL_EXT | JSON_EXT | CSV_EXT | PARQUET_EXT | EXCEL_EXT | TEXT_EXT | ARROW_EXT
 SUPPORTED_TEXT = ".jsonl .json .csv .tsv .parquet .xlsx .txt .md (optionally .gz), a datasets folder or a hub id"
+# Files a dataset folder (a hub snapshot, a repository) holds beside its data: a folder import
+# skips them, and says so, unless the folder holds nothing else.
+NOT_DATA = re.compile(r"^(readme|license|licence|copying|notice|changelog|contributing|citation"
+                      r"|authors|code_of_conduct|security|dataset_infos|dataset_card)([._-].*)?$", re.IGNORECASE)
 
 
 @dataclass

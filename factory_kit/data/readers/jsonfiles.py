@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import codecs
-import io
 import itertools
 import json
 import re
@@ -36,6 +35,11 @@ def parse_jsonl_line(data: bytes, lineno: int, source: str, encoding: str) -> Ra
                              error=expect_object(obj))
     elif not data.strip():
         return None
+    cut = _cut_inside_character(data, encoding)
+    if cut is not None:
+        return RawRecord(source, lineno, raw=data.decode("utf-8", "backslashreplace"), error=(
+            f"truncated JSON: the file ends inside a multi-byte character (byte {cut} of line {lineno}): "
+            "it was cut off"))
     text = decode_line(data, encoding)
     if text is None:
         return RawRecord(source, lineno, raw=data.decode("utf-8", "backslashreplace").rstrip("\r\n"),
@@ -51,6 +55,19 @@ def parse_jsonl_line(data: bytes, lineno: int, source: str, encoding: str) -> Ra
     if err is None:
         return RawRecord(source, lineno, obj)
     return RawRecord(source, lineno, raw=text, error=err)
+
+
+def _cut_inside_character(data: bytes, encoding: str) -> int | None:
+    """The byte (0-based, in the line) where a last line without a newline stops inside a UTF-8
+    character, else None: a truncated file, not a GB18030 line (which it would decode as)."""
+    if data.endswith(b"\n") or not encoding.startswith("utf-8"):
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.end == len(data) and exc.reason == "unexpected end of data":
+            return exc.start
+    return None
 
 
 def read_jsonl(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
@@ -109,6 +126,31 @@ def looks_like_jsonl(path: Path, encoding: str) -> bool:
     return isinstance(obj, dict) and second.lstrip().startswith(b"{")
 
 
+def text_is_jsonl(path: Path, encoding: str, lines: int = 20) -> bool:
+    """Whether a .txt/.md file is JSON Lines in disguise (MedicalGPT ships its corpora as
+    ``medical_corpus.txt`` with one ``{"text": ...}`` per line): its first ``lines`` non-empty
+    lines (at least one) are all JSON objects. Prose is rejected on its first line."""
+    seen = 0
+    with open_binary(path) as fh:
+        for data in fh:
+            data = data.lstrip(codecs.BOM_UTF8).strip() if seen == 0 else data.strip()
+            if not data:
+                continue
+            if not data.startswith(b"{") or not data.endswith(b"}"):
+                return False
+            text = decode_line(data, encoding)  # a stray GB18030 line in UTF-8, as JSON Lines reads it
+            try:
+                obj = json.loads(text) if text is not None else None
+            except (json.JSONDecodeError, RecursionError):
+                return False
+            if type(obj) is not dict:
+                return False
+            seen += 1
+            if seen >= lines:
+                break
+    return seen > 0
+
+
 def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
     """A JSON array is streamed element by element; a truncated tail is one bad record.
 
@@ -126,19 +168,115 @@ def read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
         yield rec
 
 
+_BAD = re.compile("[\udc80-\udcff]+")  # bytes that did not decode (surrogateescape)
+
+
+class _Text:
+    """A file's text, read in blocks. Bytes that do not decode become U+DC80..U+DCFF
+    (surrogateescape) instead of failing the whole file, and the byte offset of each run of
+    them is kept (the first 10,000), so the row holding them can say where they are: a file
+    cut inside a multi-byte character loses only its last row. Blocks decode strictly (fast)
+    until the first bad byte; from there on they are decoded with escapes and scanned."""
+
+    def __init__(self, path: Path, encoding: str):
+        self.fh = open_binary(path)
+        self.encoding = encoding
+        self.dec = codecs.getincrementaldecoder(encoding)()
+        self.enc = {"utf-8-sig": "utf-8"}.get(encoding, encoding)
+        self.skip = 3 if encoding == "utf-8-sig" else 0  # the BOM the decoder drops
+        # escapes (and byte offsets) need a codec whose blocks decode on their own, without a BOM
+        self.escapes = not codecs.lookup(self.enc).name.startswith(("utf-16", "utf-32"))
+        self.bytes = 0  # bytes read so far
+        self.chars = 0  # characters returned so far
+        self.bad: dict[int, int] = {}  # character -> byte offset of a run of undecodable bytes
+        self.dirty = False  # some bytes did not decode
+        self.eof = False
+
+    def read(self, size: int = 1 << 20) -> str:
+        """The next text ('' at the end). A codec that cannot escape bytes (UTF-16) raises
+        UnicodeDecodeError with ``start`` set to the absolute byte offset."""
+        block = self.fh.read(size)
+        self.eof = not block
+        pending = self.dec.getstate()[0]
+        start = self.bytes - len(pending) + (self.skip if self.bytes == 0 else 0)
+        try:
+            text = self.dec.decode(block, self.eof)
+        except UnicodeDecodeError as exc:
+            if not self.escapes:
+                exc.start = self.bytes + len(block) - len(exc.object) + exc.start
+                raise
+            enc = self.encoding if self.bytes == 0 else self.enc
+            self.dec = codecs.getincrementaldecoder(enc)(errors="surrogateescape")
+            text = self.dec.decode(pending + block, self.eof)
+            self.dirty = True
+        self.bytes += len(block)
+        if self.dirty and len(self.bad) < 10_000:
+            prev = 0
+            for m in _BAD.finditer(text):
+                start += len(text[prev:m.start()].encode(self.enc, "surrogateescape"))
+                self.bad[self.chars + m.start()] = start
+                prev = m.start()
+        self.chars += len(text)
+        return text
+
+    def where(self, char: int, line: int) -> str:
+        """Where the undecodable bytes at absolute character ``char`` (on ``line``) are."""
+        byte = self.bad.get(char)
+        return f"line {line}" + (f", byte {byte}" if byte is not None else "")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _shown(text: str) -> str:
+    """Text holding undecodable bytes as a quarantine record shows it: ``\\xe4\\xb8``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _undecodable(text: _Text, source: str, line: int, buf: str, pos: int, end: int, base: int, index: int,
+                 encoding: str) -> RawRecord:
+    """An element holding undecodable bytes: as GB18030 when that decodes it (like a JSON Lines
+    line), else quarantined with where the bytes are."""
+    if encoding in ("utf-8", "utf-8-sig"):
+        try:
+            obj = json.loads(buf[pos:end].encode("utf-8", "surrogateescape").decode("gb18030"))
+        except (UnicodeError, json.JSONDecodeError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            return RawRecord(source, line, obj, item=index)
+    bad = _BAD.search(buf, pos, end)
+    at = bad.start() if bad is not None else pos
+    where = text.where(base + at, line + buf.count("\n", pos, at))
+    return RawRecord(source, line, raw=_shown(buf[pos:end]), item=index, kind="decode",
+                     error=f"{UNDECODABLE.format(enc=encoding)} (row {index}: {where})")
+
+
+def _truncated(text: _Text, buf: str, pos: int, base: int, line: int) -> str:
+    """What to add to "truncated JSON" when the file is cut inside a multi-byte character."""
+    bad = _BAD.search(buf, pos)
+    if bad is None:
+        return ""
+    where = text.where(base + bad.start(), line + buf.count("\n", pos, bad.start()))
+    if bad.end() == len(buf):
+        return f"; the file ends inside a multi-byte character ({where}): it was cut off"
+    return f"; undecodable bytes at {where}"
+
+
 def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
     if looks_like_jsonl(path, encoding):
         yield from read_jsonl(path, source, encoding)
         return
     decoder = json.JSONDecoder()
-    raw_fh = open_binary(path)
-    fh = io.TextIOWrapper(raw_fh, encoding=encoding)
+    fh = _Text(path, encoding)
     try:
         try:
-            buf = fh.read(1 << 20).lstrip("\ufeff")
+            buf = fh.read()
         except UnicodeDecodeError as exc:
             raise FactoryKitError(
                 f"{source}: {UNDECODABLE.format(enc=encoding)} (byte {exc.start})") from None
+        base = 0  # the absolute character of buf[0]
+        if buf.startswith("\ufeff"):
+            buf, base = buf[1:], 1
         pos = _WS.match(buf, 0).end()
         if pos >= len(buf):
             raise FactoryKitError(f"{source}: file is empty")
@@ -150,22 +288,20 @@ def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                 f"{source}:1: not JSON (starts with {buf[pos]!r}); expected a JSON array of rows or JSON Lines")
         pos += 1
         line = 1 + buf.count("\n", 0, pos)
-        eof = False
         index = 0
 
         def more() -> bool:
-            nonlocal buf, pos, eof
-            if eof:
+            nonlocal buf, pos, base
+            if fh.eof:
                 return False
             try:
-                chunk = fh.read(1 << 20)
-            except UnicodeDecodeError:
+                chunk = fh.read()
+            except UnicodeDecodeError as exc:
                 raise FactoryKitError(
-                    f"{source}: {UNDECODABLE.format(enc=encoding)} (near line {line})") from None
-            if not chunk:
-                eof = True
+                    f"{source}: {UNDECODABLE.format(enc=encoding)} (near line {line}, byte {exc.start})") from None
+            if not chunk and fh.eof:
                 return False
-            buf = buf[pos:] + chunk
+            buf, base = buf[pos:] + chunk, base + pos
             pos = 0
             return True
 
@@ -193,8 +329,8 @@ def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                 rest = buf[pos:pos + 200]
                 while more():
                     pass
-                yield RawRecord(source, line, raw=buf[pos:], error=(
-                    f"not valid JSON after row {index} (expected ',' or ']' but found {rest[:20]!r}); "
+                yield RawRecord(source, line, raw=_shown(buf[pos:]), error=(
+                    f"not valid JSON after row {index} (expected ',' or ']' but found {_shown(rest[:20])!r}); "
                     f"the rest of the file is kept here as one record"), item=index + 1)
                 return
             try:
@@ -213,7 +349,7 @@ def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                     while m is None and len(buf) - pos < (64 << 20) and more():
                         m = nxt.search(buf, pos)
                     if m is not None:
-                        yield RawRecord(source, line, raw=buf[pos:m.start()],
+                        yield RawRecord(source, line, raw=_shown(buf[pos:m.start()]),
                                         error=f"not valid JSON in row {index} ({exc.msg})", item=index)
                         line += buf.count("\n", pos, m.end())
                         pos = m.end()
@@ -221,24 +357,27 @@ def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
                 while more():
                     pass
                 kind = "truncated JSON" if near_end else "not valid JSON"
-                yield RawRecord(source, line, raw=buf[pos:], error=(
-                    f"{kind} in row {index} ({exc.msg}); the rest of the file is kept here as one record"), item=index)
+                yield RawRecord(source, line, raw=_shown(buf[pos:]), error=(
+                    f"{kind} in row {index} ({exc.msg}){_truncated(fh, buf, pos, base, line)}; the rest of the "
+                    "file is kept here as one record"), item=index)
                 return
             except RecursionError:
-                yield RawRecord(source, line, raw=buf[pos:pos + 1000], error="not valid JSON (nested too deeply)",
+                yield RawRecord(source, line, raw=_shown(buf[pos:pos + 1000]), error="not valid JSON (nested too deeply)",
                                 item=index + 1)
                 return
             index += 1
             err = expect_object(obj)
-            if err is None:
+            if fh.dirty and _BAD.search(buf, pos, end):
+                yield _undecodable(fh, source, line, buf, pos, end, base, index, encoding)
+            elif err is None:
                 yield RawRecord(source, line, obj, item=index)
             else:
-                yield RawRecord(source, line, raw=buf[pos:end], error=err, item=index)
+                yield RawRecord(source, line, raw=_shown(buf[pos:end]), error=err, item=index)
             line += buf.count("\n", pos, end)
             pos = end
             expect_value = False
             if pos > (1 << 20):
-                buf = buf[pos:]
+                buf, base = buf[pos:], base + pos
                 pos = 0
     finally:
         fh.close()
@@ -246,7 +385,15 @@ def _read_json(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
 
 def _read_json_object(path: Path, source: str, encoding: str) -> Iterator[RawRecord]:
     with open_binary(path) as fh:
-        text = fh.read().decode(encoding, "strict").lstrip("\ufeff")
+        data = fh.read()
+    try:
+        text = data.decode(encoding, "strict").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:  # read whole, so it cannot be read in part
+        line = data.count(b"\n", 0, exc.start) + 1
+        why = ("truncated JSON: the file ends inside a multi-byte character" if exc.end == len(data)
+               and exc.reason == "unexpected end of data" else UNDECODABLE.format(enc=encoding))
+        raise FactoryKitError(f"{source}:{line}: {why} (byte {exc.start}); a JSON object is read whole, so "
+                              "it cannot be imported in part: fix the file, or save its rows as JSON Lines") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
