@@ -9,6 +9,27 @@ from typing import Any
 
 import click
 
+
+class CatalogChoice(click.Choice):
+    """A name from a catalog table (``methods``, ``stages``, ``hardware`` of profiles.yaml), read when the
+    command runs (so rows a ``$FACTORY_KIT_CATALOG`` folder adds count), matched without regard to case
+    (``--method LoRA``), and listed in ``--help``."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        super().__init__((), case_sensitive=False)
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        from factory_kit.recipe import catalog
+
+        return tuple(getattr(catalog, self.table)())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice sets it in __init__; the table is the source
+        pass
+
+
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a recipe value, e.g. --set train.learning_rate=5e-5 (repeatable).",
@@ -18,6 +39,24 @@ merged_option = click.option(
 )
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+
+
+def announce_recipe(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Argument callback: when a bare recipe name (`tcm-lora`) picked the project's recipe or a shipped
+    one, say which on stderr (one line); the value passes on unchanged. Paths say nothing, and a name
+    that resolves to nothing is left for the command to report in its own words."""
+    from factory_kit.core.console import err_console
+    from factory_kit.core.errors import FactoryKitError
+    from factory_kit.recipe.load import locate
+
+    for name in value if isinstance(value, tuple) else (value,):
+        try:
+            note = locate(name).note() if name else None
+        except FactoryKitError:
+            continue
+        if note:
+            err_console.print(note, style="dim", markup=False, soft_wrap=True)
+    return value
 
 
 def _click_option(field: dataclasses.Field) -> Callable[[Callable], Callable]:

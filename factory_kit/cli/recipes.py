@@ -1,4 +1,4 @@
-"""`factory-kit render`, `check`, `show`, `ls`, `new`: parse, call factory_kit.recipe, print."""
+"""`factory-kit init`, `cp`, `render`, `check`, `show`, `ls`, `new`: parse, call factory_kit.recipe, print."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from factory_kit.cli.options import set_option
+from factory_kit.cli.options import CatalogChoice, announce_recipe, set_option
 from factory_kit.core.console import console, error, friendly, warn
 from factory_kit.core.errors import FactoryKitError
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @friendly
 def render(recipe: str, overrides: tuple[str, ...]) -> None:
@@ -29,23 +29,26 @@ def render(recipe: str, overrides: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("recipes", nargs=-1, required=True)
+@click.argument("recipes", nargs=-1, required=True, callback=announce_recipe)
 @set_option
 @friendly
 def check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check RECIPES (keys, types, model, datasets, combinations) without writing anything;
     every recipe is checked, and the exit code is non-zero when any failed."""
+    from factory_kit.core import paths
+    from factory_kit.recipe.checks import check_machine
     from factory_kit.recipe.render import render as do_render
 
     failed = 0
     for recipe in recipes:
         try:
             out = do_render(recipe, overrides, write=False)
+            here = check_machine(out.context, paths.project_dir())  # packages, hub model, bf16 on this machine
         except FactoryKitError as exc:
             error(exc)
             failed += 1
             continue
-        for message in out.warnings:
+        for message in [*out.warnings, *here]:
             warn(message)
         console.print(f"[green]ok[/] {recipe} ({out.context['family']}, {out.context['method']}, "
                       f"{out.context['stage']}, {out.context['hardware']})")
@@ -54,7 +57,7 @@ def check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @friendly
 def show(recipe: str, overrides: tuple[str, ...]) -> None:
@@ -70,9 +73,11 @@ def show(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.argument("what", type=click.Choice(["models", "methods", "stages", "hardware", "recipes", "keys", "all"]),
                 default="all")
 @click.option("--markdown", is_flag=True, help="With `keys`: the key table as Markdown (docs/recipes.md).")
+@click.option("--wide", is_flag=True, help="Every column, text wrapped (default: one line per row).")
 @friendly
-def ls_cmd(what: str, markdown: bool) -> None:
-    """List what ships: model families, methods, stages, hardware profiles, recipes; `keys`: every recipe key."""
+def ls_cmd(what: str, markdown: bool, wide: bool) -> None:
+    """List what ships: model families, methods, stages, hardware profiles, recipes (the project's
+    and the shipped ones); `keys`: every recipe key."""
     from factory_kit.recipe.views import key_table, listing
 
     if markdown and what != "keys":
@@ -80,26 +85,85 @@ def ls_cmd(what: str, markdown: bool) -> None:
     if what == "keys":
         click.echo(key_table(markdown=True), nl=False) if markdown else console.print(key_table())
         return
-    for table in listing(what):
+    for table in listing(what, wide=wide):
         console.print(table)
 
 
 @click.command()
 @click.option("--model", required=True, help="HF id or local path, e.g. Qwen/Qwen2.5-7B-Instruct.")
-@click.option("--method", default="lora", show_default=True)
-@click.option("--stage", default="sft", show_default=True)
-@click.option("--hardware", default="single", show_default=True)
-@click.option("--dataset", "datasets", multiple=True, help="Dataset name(s) from dataset_info.json.")
+@click.option("--method", type=CatalogChoice("methods"), default="lora", show_default=True,
+              help="How the weights train (`factory-kit ls methods`).")
+@click.option("--stage", type=CatalogChoice("stages"), default="sft", show_default=True,
+              help="What the training does (`factory-kit ls stages`).")
+@click.option("--hardware", type=CatalogChoice("hardware"), default="single", show_default=True,
+              help="Where it runs (`factory-kit ls hardware`).")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Dataset name from dataset_info.json (repeatable; default: the stage's sample data).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Recipe file (default recipes/<name>.yaml).")
 @click.option("--name", default=None, help="Recipe name.")
 @friendly
 def new(model: str, method: str, stage: str, hardware: str, datasets: tuple[str, ...], out: Path | None,
         name: str | None) -> None:
-    """Scaffold a recipe from --model/--method/--stage."""
-    from factory_kit.recipe.views import scaffold
+    """Scaffold a recipe for --model; its values come from the catalog (per family, method, stage and
+    hardware) and it passes `factory-kit check`. Choices are not case-sensitive.
 
-    path = scaffold(model, method, stage, hardware, list(datasets), out, name)
-    console.print(f"[green]wrote[/] {path}; edit it, then `factory-kit check {path}`")
+    \b
+    factory-kit new --model Qwen/Qwen2.5-7B-Instruct
+    factory-kit new --model Qwen/Qwen3-8B --dataset medical_o1_cot
+    factory-kit new --model Qwen/Qwen2.5-7B-Instruct --stage dpo --name my-dpo
+    """
+    from factory_kit.core import paths
+    from factory_kit.recipe.scaffold import scaffold
+
+    made = scaffold(model, method, stage, hardware, list(datasets), out, name)
+    for message in made.warnings:
+        warn(message)
+    if made.pending:
+        warn(f"`factory-kit check` fails until this is fixed: {made.pending}")
+    project = paths.project_dir()
+    for path in [*made.also, made.path]:  # click.echo: a path is never broken across lines
+        click.echo(f"wrote {paths.relative(path, project)}")
+    click.echo(f"next: edit it, then: factory-kit check {paths.relative(made.path, project)}")
 
 
-COMMANDS = [render, check, show, ls_cmd, new]
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--force", is_flag=True, help="Replace files already there (the dataset registry is always kept).")
+@friendly
+def init(folder: Path, force: bool) -> None:
+    """Make a project in FOLDER (default: here): the shipped recipes in recipes/, data/,
+    dataset_info/, a .gitignore and a README with the next commands."""
+    from factory_kit.core import paths
+    from factory_kit.recipe.project import init_project
+
+    done = init_project(folder, force=force)
+    for path in done.written:
+        click.echo(f"wrote {paths.relative(path, Path.cwd())}")
+    for path in done.kept:
+        click.echo(f"kept {paths.relative(path, Path.cwd())}")
+    go = "" if folder.resolve() == Path.cwd().resolve() else f"cd {paths.relative(folder, Path.cwd())}; "
+    click.echo(f"next: {go}factory-kit demo (the whole flow on a tiny model); README.md lists the next commands")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("dest", type=click.Path(path_type=Path), required=False)
+@click.option("--force", is_flag=True, help="Replace the recipe file if it exists (what it names is always kept).")
+@friendly
+def cp(name: str, dest: Path | None, force: bool) -> None:
+    """Copy shipped recipe NAME (e.g. tcm-lora) to DEST (a folder or a .yaml file; default: recipes/),
+    with the recipes it names (`extends`, a `reward_model` recipe) unless they are there already."""
+    from factory_kit.core import paths
+    from factory_kit.recipe.project import copy_recipe
+
+    done = copy_recipe(name, dest, force=force)
+    for path in done.written:
+        click.echo(f"wrote {paths.relative(path, Path.cwd())}")
+    for path in done.kept:
+        click.echo(f"kept {paths.relative(path, Path.cwd())} (already there)")
+    recipe = done.written[0]
+    bare = recipe.parent.resolve() == (paths.project_dir() / "recipes").resolve()
+    click.echo(f"next: edit it, then: factory-kit check {recipe.stem if bare else paths.relative(recipe, Path.cwd())}")
+
+
+COMMANDS = [init, cp, render, check, show, ls_cmd, new]

@@ -8,6 +8,8 @@ needs surfaces only as "Cannot find valid samples"), or the wrong shape for the 
 from __future__ import annotations
 
 import json
+import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,13 @@ def check_raw_keys(r) -> None:
                 f"{r.where('llamafactory')}: `llamafactory.{key}` replaces a recipe setting; set "
                 f"`{SHADOWED_BY_RECIPE[key]}` in the recipe instead (the raw section would bypass the checks and "
                 "leave export.yaml / infer.yaml out of step)")
+    ranges = catalog.raw_ranges()  # catalog/lf_ranges.yaml; the types are checked against lf_args.json
+    for key, value in sorted((r.data.get("llamafactory") or {}).items()):
+        if key in ranges and isinstance(value, (int, float)) and not isinstance(value, bool):
+            wanted = catalog.out_of_range(value, ranges[key])
+            if wanted:
+                raise FactoryKitError(f"{r.where(f'llamafactory.{key}')}: `llamafactory.{key}: {value}` is out of "
+                                      f"range: LLaMA-Factory expects {wanted} (catalog/lf_ranges.yaml)")
 
 
 def check_dataset_entry(name: str, entry: dict[str, Any], stage: str, registry_dir: Path, where: str) -> str:
@@ -195,6 +204,84 @@ def check_datasets(r, ctx: dict[str, Any], registry_dir: Path) -> dict[str, str]
     return formats
 
 
+def combination_warnings(r, ctx: dict[str, Any]) -> list[str]:
+    """What the method, stage and hardware rows of catalog/profiles.yaml ``warns`` about (settings that may
+    not fit in memory): one line each; `check` goes on."""
+    d, known = r.data, facts(r, ctx)
+    rows = (catalog.methods()[d["method"]], catalog.hardware()[d["hardware"]], catalog.stages()[d["stage"]])
+    return [f"{r.path}: {rule.message(known)}" for row in rows for rule in row.warns if rule.holds(known)]
+
+
+REASONING_SCAN_BYTES = 1 << 20  # how much of a dataset file is read to see whether its answers reason
+TEXT_SUFFIXES = (".json", ".jsonl", ".txt", ".csv", ".tsv")
+
+
+def reasoning_of(project: Path, names: list[str], marker: str = "<think>") -> dict[str, bool | None]:
+    """For each dataset name: True when its rows carry reasoning (``marker``, e.g. ``<think>``), False when
+    they do not, None when that cannot be told here (not registered, hub data, binary files). An import of
+    chain-of-thought rows in <think> style says so in its meta; other files are read (their first MB)."""
+    registry_dir = paths.registry_dir(project)
+    try:
+        entries = registry.load(registry_dir)
+    except FactoryKitError:  # a broken registry is `check`'s to report, with its line
+        entries = {}
+    think = _think_datasets(paths.meta_dir(project)) if marker == "<think>" else set()
+    out: dict[str, bool | None] = {}
+    for name in names:
+        entry = entries.get(name)
+        if entry is None or not entry.get("file_name"):
+            out[name] = None
+        elif name in think:
+            out[name] = True
+        else:
+            out[name] = _file_has(registry_dir / entry["file_name"], marker)
+    return out
+
+
+def _file_has(path: Path, marker: str) -> bool | None:
+    if path.is_dir():
+        path = next(iter(sorted(p for p in path.iterdir() if p.is_file())), path)
+    if not path.is_file() or path.suffix.lower() not in TEXT_SUFFIXES:
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(REASONING_SCAN_BYTES).decode("utf-8", errors="ignore")
+    except OSError:
+        return None
+    return marker in head or json.dumps(marker)[1:-1] in head
+
+
+def thinking_warnings(r, ctx: dict[str, Any], project: Path) -> list[str]:
+    """A recipe whose model reasons (it always thinks, or `thinking: true`) trained on answers without
+    reasoning: the model learns to answer without thinking (LLaMA-Factory's reasoning templates put an empty
+    <think></think> block before each such answer and train on it). One warning line with the fix."""
+    fam = catalog.families().get(ctx["family"])
+    if fam is None or fam.think_markers is None or not catalog.stages()[r.data["stage"]].think_targets:
+        return []
+    on = ctx["thinking"] is True if fam.thinking == "optional" else ctx["thinking"] is not False
+    if not on:
+        return []
+    marker = fam.think_markers[0]
+    found = reasoning_of(project, list(dict.fromkeys(r.data["datasets"])), marker)
+    without = [name for name, has in found.items() if has is False]
+    if not without:
+        return []
+    if fam.thinking == "optional":
+        why = "`thinking: true`"
+        fix = ("set `thinking: false` for this data (LLaMA-Factory then keeps the empty block out of the loss), "
+               "or train on reasoning data")
+    else:
+        why = f"{fam.name} models always think"
+        how = ", e.g. `factory-kit data import FILE --format cot`" if marker == "<think>" else ""
+        fix = (f"train on reasoning data (answers that carry {marker} reasoning{how}), or fine-tune a model that "
+               "does not reason (e.g. Qwen/Qwen2.5-7B-Instruct)")
+    where = r.where("thinking") if fam.thinking == "optional" else r.origins.get("datasets", str(r.path))
+    names = ", ".join(f"`{n}`" for n in without)
+    return [f"{where}: {names} {'holds' if len(without) == 1 else 'hold'} no reasoning ({marker} ...), but {why}: "
+            "the model is trained to answer without reasoning (a reasoning template such as deepseekr1 or qwen3 "
+            f"adds an empty <think></think> block to each such answer and trains on it); {fix}"]
+
+
 def _think_datasets(meta_dir: Path) -> set[str]:
     """Dataset names (splits included) imported from chain-of-thought rows with <think> tags."""
     names: set[str] = set()
@@ -221,21 +308,170 @@ def package_problem(requirement: str) -> str | None:
 
 
 def check_launch(ctx: dict[str, Any], project: Path) -> None:
-    """What `factory-kit train` checks before it launches (cheap: no torch, no llamafactory): the
-    packages the method, stage and hardware rows of catalog/profiles.yaml need, and a reward model
-    that its recipe has trained. Each problem is one line with the fix, instead of a traceback later."""
-    rows = (("method", catalog.methods()[ctx["method"]]), ("stage", catalog.stages()[ctx["stage"]]),
-            ("hardware", catalog.hardware()[ctx["hardware"]]))
-    for kind, row in rows:
-        for requirement, fix in row.packages.items():
-            problem = package_problem(requirement)
-            if problem:
-                raise FactoryKitError(f"{ctx['recipe_file']}: `{kind}: {row.name}` needs {requirement} "
-                                      f"({problem}): {' '.join(fix.split())}")
+    """What `factory-kit train` checks before it launches: what this machine needs for the recipe
+    (check_machine, strictly) and a reward model that its recipe has trained. Each problem is one
+    line with the fix, instead of a traceback later."""
+    check_machine(ctx, project, launching=True)
     rm = ctx.get("reward_model")
     why = reward.missing(reward.RewardModel(rm["path"], rm["type"], rm["recipe"]), project) if rm else None
     if why:
         raise FactoryKitError(why)
+
+
+def check_machine(ctx: dict[str, Any], project: Path, *, launching: bool = False) -> list[str]:
+    """What this machine lacks for the recipe, found without importing torch: a package the method,
+    stage or hardware row of catalog/profiles.yaml needs that is not installed fails (one install
+    fixes it). What `check` cannot be sure of is returned as warnings (an installed package of
+    another version, a hub model while offline, bf16 without a GPU); with ``launching`` (train)
+    those fail too, before any time is spent."""
+    warnings: list[str] = []
+
+    def problem(message: str) -> None:
+        if launching:
+            raise FactoryKitError(message)
+        warnings.append(message)
+
+    rows = (("method", catalog.methods()[ctx["method"]]), ("stage", catalog.stages()[ctx["stage"]]),
+            ("hardware", catalog.hardware()[ctx["hardware"]]))
+    for kind, row in rows:
+        for requirement, fix in row.packages.items():
+            missing = not importable(requirement)
+            why = f"{_requirement_name(requirement)} is not installed" if missing else package_problem(requirement)
+            if why:
+                message = f"{ctx['recipe_file']}: `{kind}: {row.name}` needs {requirement} ({why}): {' '.join(fix.split())}"
+                if missing:
+                    raise FactoryKitError(message)
+                problem(message)
+    launcher = _torchrun_launcher_with_space(catalog.hardware()[ctx["hardware"]])
+    if launcher:
+        raise FactoryKitError(f"{ctx['recipe_file']}: {launcher}")
+    hub = hub_model_problem(ctx["model"], project)
+    if hub:
+        problem(f"{ctx['recipe_file']}: {hub} and set `model: models/NAME`")
+    precision = precision_problem(ctx, confirm=launching)
+    if precision:
+        problem(f"{ctx['recipe_file']}: {precision}")
+    return warnings
+
+
+def _torchrun_launcher_with_space(hardware) -> str | None:
+    """LLaMA-Factory 0.9.5 builds its torchrun command from its own file's path, split on spaces."""
+    import importlib.util
+
+    if "FORCE_TORCHRUN" not in hardware.env:
+        return None
+    spec = importlib.util.find_spec("llamafactory")
+    origin = str(spec.origin) if spec and spec.origin else ""
+    if " " not in origin:
+        return None
+    return (f"`hardware: {hardware.name}` launches through torchrun, whose command line LLaMA-Factory 0.9.5 "
+            f"splits on spaces, and its own path has one ({origin}); install it in a folder without spaces")
+
+
+def _requirement_name(requirement: str) -> str:
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name
+
+
+def importable(requirement: str) -> bool:
+    """Whether the package of ``requirement`` (pip syntax) can be imported here, without importing it
+    (a leftover dist-info without its module does not count)."""
+    import importlib.util
+
+    module = _requirement_name(requirement).lower().replace("-", "_")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]|\\")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")  # org/name: one slash
+
+
+def check_model_path(model: str, project: Path, where: str) -> None:
+    """`model` must be a model folder here, or read as a Hugging Face id (``org/name``: one slash, no
+    backslash, no drive). A Windows path, or a local-looking path that is not a folder, would
+    otherwise pass as a hub id and end in "Failed to load tokenizer" after the launch."""
+    text = str(model).strip()
+    if not text:
+        return  # the schema says `model` is required
+    name = re.split(r"[\\/]", text.rstrip("\\/"))[-1] or "NAME"
+    if os.name != "nt" and _WINDOWS_PATH.search(text):
+        raise FactoryKitError(
+            f"{where}: `model: {text}` is a Windows path, which this machine cannot open; copy the model here "
+            f"and set `model:` to its folder (e.g. models/{name}), or to a Hugging Face id (org/name)")
+    folder = Path(text).expanduser()
+    if not folder.is_absolute():
+        folder = project / folder
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise FactoryKitError(f"{where}: `model: {text}` is a folder without config.json ({folder}), not a "
+                                  "model; point `model:` at the folder that holds config.json and the weights")
+        return
+    if text.startswith(("/", "./", "../", "~")) or not (HUB_ID.match(text) or "/" not in text):
+        raise FactoryKitError(
+            f"{where}: `model: {text}` is not a folder here (looked for {folder}) and cannot be a Hugging Face id "
+            f"(org/name); fix the path, or download the model: `hf download ORG/NAME --local-dir models/{name}` "
+            f"and set `model: models/{name}`")
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off for this process and its children."""
+    return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_cached(model_id: str) -> bool:
+    """Whether the local Hugging Face cache holds a snapshot of ``model_id`` with its config.json."""
+    from huggingface_hub import constants  # the cache folder as the hub library resolves it (cheap)
+
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--"))
+    return any(repo.glob("snapshots/*/config.json"))
+
+
+def hub_model_problem(model: str, project: Path) -> str | None:
+    """Why a hub model cannot be loaded here (hub offline and not in the local cache), or None;
+    local folders and reachable hubs are fine. The caller adds how to point at a local copy."""
+    text = str(model).strip()
+    folder = Path(text).expanduser()
+    if (folder if folder.is_absolute() else project / folder).is_dir() or not hub_offline() or hub_cached(text):
+        return None
+    return (f"model {text} is not a folder here, and as a Hugging Face id it is not in the local cache while the "
+            f"hub is offline (HF_HUB_OFFLINE=1); download it where the hub is reachable "
+            f"(`hf download {text} --local-dir models/NAME`), copy it here")
+
+
+GPU_TOOLS = ("nvidia-smi", "rocm-smi", "npu-smi", "xpu-smi", "hl-smi")  # a driver's tool on PATH: maybe a GPU
+
+
+def precision_problem(ctx: dict[str, Any], *, confirm: bool = False) -> str | None:
+    """bf16 on a machine without a GPU that has it: LLaMA-Factory (transformers) refuses that only after
+    its imports, with a traceback. No GPU tool on PATH says "probably none"; ``confirm`` asks torch
+    (seconds, so only at train, and only then)."""
+    import shutil
+    import sys
+
+    raw = ctx.get("overrides") or {}
+    if not (ctx.get("precision") == "bf16" or raw.get("bf16") or raw.get("pure_bf16")):
+        return None
+    if sys.platform == "darwin" or any(shutil.which(tool) for tool in GPU_TOOLS) or Path("/dev/nvidia0").exists():
+        return None
+    if confirm and _torch_has_bf16_device():
+        return None
+    return ("`precision: bf16` needs a GPU with bf16 and this machine has none; to train on the CPU set "
+            "`precision: fp32` (--set precision=fp32)")
+
+
+def _torch_has_bf16_device() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    xpu = getattr(torch, "xpu", None)
+    return bool(torch.cuda.is_available() or (xpu is not None and xpu.is_available())
+                or torch.backends.mps.is_available())
 
 
 def benchmark_files(project: Path) -> dict[str, Path]:

@@ -1,5 +1,7 @@
 """Recipes: short YAML files a user keeps in git, loaded into one checked, merged mapping.
 
+- a recipe is named by path, or by bare name (``tcm-lora``): the project's recipes/ first, then the
+  shipped ones (``locate``).
 - ``extends``: a parent recipe (path relative to the child); maps merge, lists replace.
 - overrides: ``--set train.learning_rate=5e-5`` (values parsed as YAML 1.2, so typed).
 - schema (the fields in ``recipe/schema.py``): unknown keys fail with the file, the key and a
@@ -21,6 +23,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from factory_kit.core import paths
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.recipe import catalog, schema
 
@@ -130,6 +133,56 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+@dataclass(frozen=True)
+class Located:
+    """Where a recipe argument led: ``source`` is "path" (a file named as given), "project" (a bare
+    name found in the project's recipes/) or "shipped" (a bare name found among the shipped recipes)."""
+    path: Path
+    source: str
+
+    def note(self) -> str | None:
+        """The one line that says which recipe a bare name picked (None for a path)."""
+        if self.source == "shipped":
+            stem = self.path.stem
+            return f"using shipped recipe {stem} (`factory-kit cp {stem}` to edit it)"
+        if self.source == "project":
+            return f"using project recipe {display_path(self.path)}"
+        return None
+
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def locate(name: str | Path, project: Path | None = None) -> Located:
+    """The file a recipe argument means. A path that exists is taken as given (``.yaml`` may be left
+    off); a bare name (no folder part: ``tcm-lora``, ``tcm-lora.yaml``) is the project's
+    ``recipes/NAME.yaml`` first, then the shipped recipe of that name."""
+    text = str(name)
+    given = Path(text).expanduser()
+    has_suffix = given.suffix in YAML_SUFFIXES  # `qwen2.5-lora` has no YAML suffix
+    if given.exists():
+        return Located(given, "path")  # a folder too: _read_yaml says what to name instead
+    if not has_suffix and given.with_name(given.name + ".yaml").is_file():
+        return Located(given.with_name(given.name + ".yaml"), "path")
+    project = Path(project or paths.project_dir())
+    file_name = given.name if has_suffix else f"{given.name}.yaml"
+    if "/" not in text and "\\" not in text:
+        for source, folder in (("project", project / "recipes"), ("shipped", paths.SHIPPED_RECIPES_DIR)):
+            if (folder / file_name).is_file():
+                return Located(Path(display_path(folder / file_name)), source)
+        folders = (project / "recipes", paths.SHIPPED_RECIPES_DIR)
+        known = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+        close = difflib.get_close_matches(Path(file_name).stem, known, n=1, cutoff=0.6)
+        raise FactoryKitError(f"{text}: recipe not found (looked for {text} here, in {display_path(folders[0])}/ "
+                              "and among the shipped recipes)" + (f"; did you mean `{close[0]}`?" if close else "")
+                              + "; `factory-kit ls recipes` lists them")
+    shipped = paths.SHIPPED_RECIPES_DIR / file_name
+    if shipped.is_file():
+        raise FactoryKitError(f"{text}: recipe not found; factory-kit ships a recipe of that name: use the bare name "
+                              f"`{shipped.stem}`, or `factory-kit cp {shipped.stem}` to copy it into this project")
+    raise FactoryKitError(f"{text}: recipe not found; `factory-kit ls recipes` lists them")
+
+
 def _load_chain(path: Path, seen: list[Path]) -> list[tuple[Path, dict]]:
     path = path.resolve()
     if path in seen:
@@ -145,17 +198,48 @@ def _load_chain(path: Path, seen: list[Path]) -> list[tuple[Path, dict]]:
             raise FactoryKitError(f"{display_path(path)}: `extends` must be one file name, got {parent!r}")
         parent_path = (path.parent / parent)
         if not parent_path.exists():
+            shipped = paths.SHIPPED_RECIPES_DIR / parent
+            hint = (f"; factory-kit ships `{parent}`: `factory-kit cp {shipped.stem}` copies it there"
+                    if shipped.is_file() and "/" not in parent else "")
             raise FactoryKitError(
                 f"{display_path(path)}: `extends: {parent}` not found (looked for {display_path(parent_path)}); "
-                "paths are relative to the recipe's folder"
+                f"paths are relative to the recipe's folder{hint}"
             )
         chain = _load_chain(parent_path, [*seen, path])
     return [*chain, (path, data)]
 
 
-def _suggest(key: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
-    return f"; did you mean `{close[0]}`?" if close else f"; known keys: {', '.join(options)}"
+def _initials(name: str) -> str:
+    return "".join(word[0] for word in name.split("_") if word)
+
+
+def did_you_mean(dotted: str, level: list[str], everywhere: list[str]) -> str | None:
+    """The recipe key an unknown ``dotted`` key most likely meant: a known alias (``lr``, LLaMA-Factory's
+    ``lora_rank``), a close name in the same section, the same name in another section (``train.rank`` ->
+    ``lora.rank``), a close dotted key, or a key whose initials it is (``lr``)."""
+    prefix, _, name = dotted.rpartition(".")
+    for probe in (dotted, name):
+        if probe in schema.ALIASES:
+            return schema.ALIASES[probe]
+    close = difflib.get_close_matches(name, level, n=1, cutoff=0.6)
+    if close:
+        return f"{prefix}.{close[0]}" if prefix else close[0]
+    same = [k for k in everywhere if k.rpartition(".")[2] == name]
+    close = same or difflib.get_close_matches(dotted, everywhere, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    by_initials = [k for k in everywhere if "_" in k.rpartition(".")[2] and _initials(k.rpartition(".")[2]) == name]
+    return by_initials[0] if len(by_initials) == 1 else None
+
+
+def _suggest(dotted: str, level: list[str]) -> str:
+    guess = did_you_mean(dotted, level, _all_keys())
+    return f"; did you mean `{guess}`?" if guess else f"; known keys here: {', '.join(level)}"
+
+
+def _all_keys() -> list[str]:
+    """Every key a recipe may set, dotted (refused keys are known, not offered)."""
+    return [x.key for x in schema.FIELDS if not x.refused]
 
 
 def _type_name(types: tuple) -> str:
@@ -177,7 +261,7 @@ def _validate(data: dict, node: dict, origins: dict[str, str], prefix: str = "")
             (v for k, v in origins.items() if k.startswith(dotted + ".")), "recipe"
         )
         if key not in node:
-            raise FactoryKitError(f"{where}: unknown key `{dotted}`{_suggest(key, _accepted(node))}")
+            raise FactoryKitError(f"{where}: unknown key `{dotted}`{_suggest(dotted, _accepted(node))}")
         spec = node[key]
         if isinstance(spec, dict):
             if value is None:
@@ -191,17 +275,42 @@ def _validate(data: dict, node: dict, origins: dict[str, str], prefix: str = "")
         if spec.refused:
             raise FactoryKitError(f"{where}: `{dotted}` {spec.refused}")
         types, choices = spec.types, spec.choices
+        if types == (list,) and isinstance(value, str):  # `datasets: a` / `--set datasets=a,b`
+            value = data[key] = as_list(value, spec.items)
         ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
         if not ok:
             hint = " (write numbers unquoted, e.g. 1.0e-4)" if isinstance(value, str) and float in types else ""
             raise FactoryKitError(
                 f"{where}: `{dotted}` must be {_type_name(types)}, got {value!r}{hint}"
             )
+        if spec.items and isinstance(value, list):
+            for item in value:
+                if not isinstance(item, spec.items) or isinstance(item, bool):
+                    kind = "names" if str in spec.items else "numbers"
+                    raise FactoryKitError(f"{where}: `{dotted}` must be a list of {kind}, got {item!r} in it "
+                                          "(write `[a, b]`, or `a,b` with --set)")
         if choices and value not in choices:
-            raise FactoryKitError(
-                f"{where}: `{dotted}: {value}` is not one of {', '.join(map(str, choices))}"
-                f"{_suggest(str(value), [str(c) for c in choices]) if isinstance(value, str) else ''}"
-            )
+            value = data[key] = _choice(where, dotted, value, choices)
+
+
+def as_list(text: str, items: tuple[type, ...] | None) -> list:
+    """A list key written as one string: ``a`` -> ``[a]``, ``a,b`` -> ``[a, b]`` (YAML-typed items,
+    ``0.8,0.2`` -> numbers, unless the items are names)."""
+    parts = [p.strip() for p in text.strip().strip("[]").split(",") if p.strip()]
+    return parts if items == (str,) else [parse_value(p) for p in parts]
+
+
+def _choice(where: str, dotted: str, value: Any, choices: tuple) -> Any:
+    """``value`` as one of ``choices``, matched without regard to case (`LoRA` -> `lora`); else one line
+    with the known values and, when one is close, "did you mean"."""
+    if isinstance(value, str):
+        same = [c for c in choices if str(c).lower() == value.lower()]
+        if same:
+            return same[0]
+    close = difflib.get_close_matches(str(value).lower(), [str(c) for c in choices], n=1, cutoff=0.6)
+    hint = f"; did you mean `{close[0]}`?" if close and isinstance(value, str) else ""
+    raise FactoryKitError(f"{where}: `{dotted}: {value}` is not one of the known values "
+                          f"({', '.join(map(str, choices))}){hint}")
 
 
 def _with_defaults(data: dict, node: dict) -> dict:
@@ -241,11 +350,7 @@ def apply_override(data: dict, origins: dict[str, str], assignment: str) -> None
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load a recipe with its ``extends`` chain and overrides, validated, defaults filled."""
-    path = Path(path)
-    if not path.exists() and not path.suffix:
-        path = path.with_suffix(".yaml")
-    if not path.exists():
-        raise FactoryKitError(f"{path}: recipe not found; `factory-kit ls recipes` lists them")
+    path = locate(path).path
     chain = _load_chain(path, [])
     origins: dict[str, str] = {}
     merged: dict[str, Any] = {}
@@ -261,10 +366,6 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     for key in (x.key for x in schema.FIELDS if x.required):
         if merged.get(key) in (None, "", []):
             raise FactoryKitError(f"{top}: `{key}` is required (set it in the recipe or a parent it extends)")
-    for key in ("datasets", "eval_datasets"):
-        for item in merged.get(key) or []:
-            if not isinstance(item, str):
-                raise FactoryKitError(f"{top}: `{key}` must be a list of dataset names, got {item!r}")
     full = _with_defaults(merged, tree)
     _check_ranges(full, origins, top)
     for dotted in _leaves(full):

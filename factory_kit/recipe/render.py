@@ -20,7 +20,8 @@ import jinja2
 from factory_kit.recipe import catalog, lfargs, reward
 from factory_kit.core import io, paths
 from factory_kit.recipe import load as recipe_mod
-from factory_kit.recipe.checks import check_combination, check_datasets, check_raw_keys, decontamination_warnings
+from factory_kit.recipe.checks import (check_combination, check_datasets, check_model_path, check_raw_keys,
+                                      combination_warnings, decontamination_warnings, thinking_warnings)
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.core.templates import environment
 from factory_kit.core.yamlio import to_yaml
@@ -38,18 +39,31 @@ class Rendered:
     warnings: list[str] = field(default_factory=list)  # for the console; never in the rendered files
 
 
-def _refuse_spaces(label: str, value: str, where: str) -> None:
-    if " " in value:
-        raise FactoryKitError(
-            f"{where}: {label} {value!r} contains a space; llamafactory-cli's torchrun re-launch "
-            "splits its command line on spaces, so rename the folder (e.g. use '-' or '_')"
-        )
+# LLaMA-Factory 0.9.5 re-launches `train` under torchrun with `" ".join(sys.argv[1:])` split on spaces:
+# only the train.yaml path (build/<recipe>/train.yaml, relative to the project) is on that command line,
+# so a space in the recipe's name breaks a torchrun launch; spaces in the project folder, model path or
+# output_dir are inside the YAML and work (a single-process launch takes the path whole).
+TORCHRUN_SPLITS = ("recipe name {name!r} contains a space, and LLaMA-Factory 0.9.5 splits the torchrun command "
+                   "line on spaces (it would look for {first!r})")
+
+
+def _torchrun_space_problem(build_rel: str, name: str, hardware, where: str) -> str | None:
+    """A recipe name with a space: refused when the hardware launches through torchrun (FORCE_TORCHRUN
+    in its launch env), else a warning (a machine with several GPUs launches through torchrun too)."""
+    if " " not in build_rel:
+        return None
+    message = (f"{where}: " + TORCHRUN_SPLITS.format(name=name, first=build_rel.split(" ")[0])
+               + f"; rename the recipe file (e.g. {name.replace(' ', '-')}.yaml)")
+    if "FORCE_TORCHRUN" in hardware.env:
+        raise FactoryKitError(message.replace("; rename", f" with `hardware: {hardware.name}`; rename"))
+    return message.replace("; rename", " on a machine with several GPUs; fine on one, but rename")
 
 
 def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     """Everything the templates need, derived once from the recipe and the model catalog."""
     d = r.data
     where = str(r.path)
+    check_model_path(d["model"], project, r.where("model"))  # a Windows or missing path is no hub id
     try:
         info = catalog.resolve(d["model"], base_dir=project, strict=not d["template"])
     except FactoryKitError:
@@ -66,9 +80,7 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     lora_target = d["lora"]["target"] or (family.lora_target if family else "all")
     output_dir = d["output_dir"] or str((paths.outputs_dir(project) / r.name).relative_to(project))
     build_rel = str((paths.build_dir(project) / r.name).relative_to(project))
-    for label, value in (("project folder", str(project)), ("output_dir", output_dir),
-                         ("model path", d["model"]), ("recipe path", str(r.path.resolve()))):
-        _refuse_spaces(label, value, where)
+    space_warning = _torchrun_space_problem(build_rel, r.name, rows["hardware"], where)
     thinking = d["thinking"]
     if thinking is None and family is not None and family.thinking == "optional":
         thinking = False if rows["stage"].data != "pt" else None  # plain text has no chat turns
@@ -116,6 +128,7 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
         "export": {**d["export"], "dir": export_dir},
         "infer": d["infer"],
         "overrides": d["llamafactory"],
+        "space_warnings": [space_warning] if space_warning else [],
     }
     rm = reward.resolve(r, project)
     if rm is not None:
@@ -174,8 +187,9 @@ def render(
         ctx["dataset_formats"] = check_datasets(r, ctx, project / ctx["dataset_dir"])
     env = environment()
     out = Rendered(recipe=r, out_dir=project / ctx["build_dir"], context=ctx)
+    out.warnings = combination_warnings(r, ctx) + ctx["space_warnings"]
     if check_data:
-        out.warnings = decontamination_warnings(r, project)
+        out.warnings += thinking_warnings(r, ctx, project) + decontamination_warnings(r, project)
     overrides_map = ctx["overrides"]
     texts = {
         "train.yaml": _render_template(env, "train.yaml.j2", ctx, overrides_map),

@@ -34,10 +34,12 @@ class Range:
 POSITIVE = Range(lambda v: v > 0, "must be greater than 0", "> 0")
 FRACTION = Range(lambda v: 0 <= v < 1, "must be a fraction in [0, 1)", "in [0, 1)")
 PORT = Range(lambda v: 1 <= v <= 65535, "is not a TCP port (1-65535); the default is 29500", "1-65535")
+LEARNING_RATE = Range(lambda v: 0 < v < 1, "must be in (0, 1), e.g. 1.0e-4 for adapters or 1.0e-5 for full",
+                      "in (0, 1)")
 LAYERS = Range(lambda v: v != 0, "trains nothing; use n > 0 for the last n layers or n < 0 for the first |n|",
                "not 0")
 # The order ranges are checked in (one error is reported: the first one found).
-RANGE_ORDER = (LAYERS, PORT, POSITIVE, FRACTION)
+RANGE_ORDER = (LAYERS, PORT, LEARNING_RATE, POSITIVE, FRACTION)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Field:
     shown_default: str | None = None  # for the key table when the real default is computed at render
     refused: str | None = None  # the key is known but does nothing yet: why, and what to use instead
     table: str | None = None  # set by bind(): the table the choices came from (`factory-kit ls <table>`)
+    items: tuple[type, ...] | None = None  # for a list: the type of its items (checked at load)
 
     @property
     def name(self) -> str:
@@ -100,13 +103,15 @@ FIELDS: tuple[Field, ...] = (
     key("stage", str, "sft", "what the training does (`factory-kit ls stages`)", choices="stages"),
     key("reward_model", str, None, "for `stage: ppo`: a reward-model recipe (`stage: rm`, e.g. tcm-rm.yaml), "
         "its trained folder, or an http(s) URL"),
-    key("datasets", list, None, "training dataset names in `dataset_info/dataset_info.json`", required=True),
-    key("eval_datasets", list, [], "eval dataset names, scored during training (not with `val_size`)"),
+    key("datasets", list, None, "training dataset names in `dataset_info/dataset_info.json`; `[a, b]` or `a,b`",
+        required=True, items=(str,)),
+    key("eval_datasets", list, [], "eval dataset names, scored during training (not with `val_size`)", items=(str,)),
     key("val_size", NUM, 0.0, "split this fraction off the training data for eval (not with `eval_datasets`)",
         range=FRACTION),
     key("mix.strategy", str, "concat", "concatenate the datasets, or interleave them (by `mix.probs`)",
         choices=("concat", "interleave_under", "interleave_over", "interleave_once")),
-    key("mix.probs", list, None, "sampling probability per dataset when interleaving, e.g. [0.8, 0.2]; sums to 1"),
+    key("mix.probs", list, None, "sampling probability per dataset when interleaving, e.g. [0.8, 0.2]; sums to 1",
+        items=NUM),
     key("hardware", str, "single", "where it runs (`factory-kit ls hardware`)", choices="hardware"),
     key("precision", str, "bf16", "training dtype; fp32 on machines without a GPU",
         choices=("bf16", "fp16", "fp32")),
@@ -118,7 +123,7 @@ FIELDS: tuple[Field, ...] = (
     key("train.epochs", NUM, 3.0, "passes over the training data", range=POSITIVE),
     key("train.max_steps", int, None, "stop after this many optimizer steps (wins over epochs)", range=POSITIVE),
     key("train.learning_rate", NUM, 1.0e-4, "peak learning rate; about 1e-4 for adapters, 1e-5 for full",
-        range=POSITIVE),
+        range=LEARNING_RATE),
     key("train.cutoff_len", int, None, "tokens per example; longer examples are cut", range=POSITIVE,
         shown_default=CATALOG),
     key("train.batch_size", int, 2, "examples per GPU per step (training and eval)", range=POSITIVE),
@@ -131,6 +136,8 @@ FIELDS: tuple[Field, ...] = (
         range=POSITIVE),
     key("train.logging_steps", int, 10, "log the loss every N steps", range=POSITIVE),
     key("train.save_steps", int, 500, "write a checkpoint every N steps", range=POSITIVE),
+    key("train.save_total_limit", int, 3, "keep only the newest N checkpoints in `output_dir` (older ones are "
+        "deleted; LLaMA-Factory's `save_total_limit`)", range=POSITIVE),
     key("train.eval_steps", int, 500, "evaluate every N steps (when there is eval data)", range=POSITIVE),
     key("train.seed", int, 42, "random seed"),
     key("train.gradient_checkpointing", bool, True, "recompute activations to save memory (slower)"),
@@ -182,6 +189,24 @@ FIELDS: tuple[Field, ...] = (
     key("infer.top_p", NUM, 0.9, "nucleus sampling threshold"),
     key("llamafactory", dict, {}, "raw LLaMA-Factory train keys, merged last and checked like the rest"),
 )
+
+
+# Names users type for a recipe key (LLaMA-Factory's own key names, common short forms): an unknown key
+# that is one of these gets "did you mean" the recipe key, in `--set` and in recipe files alike.
+ALIASES = {
+    "lr": "train.learning_rate", "num_train_epochs": "train.epochs", "epoch": "train.epochs",
+    "per_device_train_batch_size": "train.batch_size", "bs": "train.batch_size", "batch": "train.batch_size",
+    "gradient_accumulation_steps": "train.grad_accum", "gradient_accumulation": "train.grad_accum",
+    "max_length": "train.cutoff_len", "max_seq_length": "train.cutoff_len", "seq_len": "train.cutoff_len",
+    "cutoff": "train.cutoff_len", "lr_scheduler_type": "train.scheduler", "warmup": "train.warmup_ratio",
+    "preprocessing_num_workers": "train.workers", "max_checkpoints": "train.save_total_limit",
+    "lora_rank": "lora.rank", "r": "lora.rank", "lora_alpha": "lora.alpha", "lora_dropout": "lora.dropout",
+    "lora_target": "lora.target", "target_modules": "lora.target", "quantization_bit": "quant.bits",
+    "pref_beta": "pref.beta", "beta": "pref.beta", "pref_loss": "pref.loss", "pref_ftx": "pref.ftx", "dataset": "datasets",
+    "eval_dataset": "eval_datasets", "model_name_or_path": "model", "base_model": "model",
+    "finetuning_type": "method", "enable_thinking": "thinking", "deepspeed": "hardware",
+    "mix_strategy": "mix.strategy", "interleave_probs": "mix.probs",
+}
 
 
 def bind(tables: dict[str, tuple], fields: tuple[Field, ...] = FIELDS) -> tuple[Field, ...]:

@@ -1,20 +1,22 @@
-"""Human-facing views of recipes and what ships: `show`, `ls`, `new` (torchtune's spirit)."""
+"""Human-facing views of recipes and what ships: `show`, `ls` (torchtune's spirit); `new` is recipe/scaffold.py."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from factory_kit.core import io, paths
-from factory_kit.core.errors import FactoryKitError
+from factory_kit.core import paths
 from factory_kit.recipe import catalog
 from factory_kit.recipe.load import Recipe, yaml_loader
 from factory_kit.core.yamlio import to_yaml
 
-# `factory-kit ls methods|stages|hardware` and `new` read catalog/profiles.yaml.
+# `factory-kit ls methods|stages|hardware` reads catalog/profiles.yaml.
 TABLES = {"methods": catalog.methods, "stages": catalog.stages, "hardware": catalog.hardware}
 
 
@@ -36,12 +38,24 @@ def format_recipe(r: Recipe) -> str:
     return "\n".join(lines)
 
 
-def recipe_files() -> list[Path]:
-    seen: dict[str, Path] = {}
-    for folder in (paths.SHIPPED_RECIPES_DIR, paths.project_dir() / "recipes"):
-        for p in sorted(folder.glob("*.yaml")):
-            seen[p.name] = p
-    return sorted(seen.values(), key=lambda p: p.name)
+@dataclass(frozen=True)
+class RecipeEntry:
+    """One recipe `ls recipes` shows: its bare name, where it lives (project | shipped) and its file."""
+    name: str
+    where: str
+    path: Path
+    shadows: bool = False  # a project recipe with the name of a shipped one (the bare name picks it)
+
+
+def recipe_entries(project: Path | None = None) -> list[RecipeEntry]:
+    """The recipes a bare name can reach: the project's recipes/ first, then the shipped ones."""
+    project_dir = Path(project or paths.project_dir()) / "recipes"
+    shipped = {p.stem: p for p in sorted(paths.SHIPPED_RECIPES_DIR.glob("*.yaml"))}
+    entries = {p.stem: RecipeEntry(p.stem, "project", p, p.stem in shipped) for p in sorted(project_dir.glob("*.yaml"))
+               if project_dir.resolve() != paths.SHIPPED_RECIPES_DIR.resolve()}
+    for stem, p in shipped.items():
+        entries.setdefault(stem, RecipeEntry(stem, "shipped", p))
+    return sorted(entries.values(), key=lambda e: (e.where != "project", e.name))
 
 
 def _describe(path: Path) -> str:
@@ -59,83 +73,59 @@ def _describe(path: Path) -> str:
     return escape(str(data.get("description") or ""))
 
 
-def listing(what: str) -> list[Table]:
+def _table(title: str, wide: bool, headers: tuple[str, ...], rows: list[tuple[str, ...]], caption: str = "",
+           wrap: bool = False) -> Table:
+    """Compact (fits 80 columns): one line per row; every column but the last keeps the width of its
+    longest cell (ids are never cut), the last (a description) takes what is left, cut with an
+    ellipsis. ``wrap``: compact, but text wraps (short tables whose every word counts). ``wide``:
+    every column, text wrapped."""
+    if wide or wrap:
+        t = Table(title=title, **({} if wide else {"box": box.SIMPLE_HEAD, "title_justify": "left",
+                                                   "pad_edge": False, "collapse_padding": True}))
+        t.add_column(headers[0], no_wrap=True, min_width=max(len(row[0]) for row in rows))
+        for col in headers[1:]:
+            t.add_column(col)
+    else:
+        t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, caption=caption or None,
+                  expand=True, collapse_padding=True)
+        for i, col in enumerate(headers[:-1]):
+            width = max([len(col), *(Text.from_markup(row[i]).cell_len for row in rows)])
+            t.add_column(col, no_wrap=True, min_width=width)
+        t.add_column(headers[-1], no_wrap=True, overflow="ellipsis", ratio=1)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def listing(what: str, wide: bool = False) -> list[Table]:
+    """The `factory-kit ls` tables. Compact by default (one line per row, ids whole, fits 80
+    columns); ``wide``: every column."""
     tables = []
     if what in ("models", "all"):
-        t = Table(title="model families (factory_kit/recipe/catalog/models.yaml)")
-        for col in ("family", "template", "thinking", "lora_target", "cutoff", "description"):
-            t.add_column(col)
+        rows = []
         for name, fam in catalog.families().items():
             template = fam.template or "-"
             if fam.template_removed:
-                template = f"[red]removed[/] ({fam.fix or ''})"
-            t.add_row(name, template, fam.thinking, fam.lora_target, str(fam.cutoff_len), fam.description)
-        tables.append(t)
-    for key, rows in TABLES.items():
+                template = f"[red]removed[/] ({escape(fam.fix or '')})" if wide else "[red]removed[/]"
+            rows.append((name, template, fam.thinking, fam.lora_target, str(fam.cutoff_len), escape(fam.description))
+                        if wide else (name, template, fam.thinking, escape(fam.description)))
+        cols = ("family", "template", "thinking", *(("lora_target", "cutoff") if wide else ()), "description")
+        tables.append(_table("model families (factory_kit/recipe/catalog/models.yaml)", wide, cols, rows))
+    for key, table_rows in TABLES.items():
         if what in (key, "all"):
-            t = Table(title=f"{key} (factory_kit/recipe/catalog/profiles.yaml)")
-            t.add_column("name")
-            t.add_column("what it is")
-            t.add_column("needs")
-            for row in rows().values():
-                t.add_row(row.name, row.description, escape(row.needs) or "-")
-            tables.append(t)
+            rows = [(row.name, escape(row.description), escape(row.needs) or "-") for row in table_rows().values()]
+            tables.append(_table(f"{key} (factory_kit/recipe/catalog/profiles.yaml)", wide,
+                                 ("name", "what it is", "needs"), rows, wrap=True))
     if what in ("recipes", "all"):
-        t = Table(title="recipes")
-        t.add_column("recipe")
-        t.add_column("description")
-        for p in recipe_files():
-            t.add_row(str(p.relative_to(p.parent.parent)), _describe(p))
-        tables.append(t)
+        entries = recipe_entries()
+        rows = [(e.name, e.where + ((" (shadows shipped)" if wide else "*") if e.shadows else ""),
+                 *((paths.relative(e.path, paths.project_dir()),) if wide else ()), _describe(e.path))
+                for e in entries]
+        caption = ("* shadows the shipped recipe of that name; " if any(e.shadows for e in entries) else "") \
+            + "--wide shows each file's path"
+        tables.append(_table("recipes (a bare name picks the project's, then the shipped one)", wide,
+                             ("recipe", "where", *(("path",) if wide else ()), "description"), rows, caption))
     return tables
-
-
-def scaffold(model: str, method: str, stage: str, hardware: str, datasets: list[str],
-             out: Path | None, name: str | None) -> Path:
-    """Write a short starting recipe; values the catalog knows are left to defaults, and what
-    each method, stage and hardware row of catalog/profiles.yaml adds (its `new:`) is written."""
-    rows = []
-    for label, value, table in (("method", method, "methods"), ("stage", stage, "stages"),
-                                ("hardware", hardware, "hardware")):
-        options = TABLES[table]()
-        if value not in options:
-            raise FactoryKitError(f"--{label} {value!r}: choose one of {', '.join(options)}")
-        rows.append(options[value])
-    info = catalog.resolve(model, base_dir=paths.project_dir())
-    name = name or f"{Path(model).name.lower()}-{method}-{stage}"
-    out = out or paths.project_dir() / "recipes" / f"{name}.yaml"
-    if out.exists():
-        raise FactoryKitError(f"{out} already exists; choose another --name or --out")
-    fill = {"lora_target": info.family.lora_target, "cutoff_len": info.family.cutoff_len}
-    default_data = rows[1].new.get("datasets") or ["tcm_qa_train"]
-    learning_rate = rows[0].new.get("learning_rate", 1.0e-4)
-    body = [
-        f"# {name}: {method} {stage} on {model} ({info.family.name}, template {info.family.template}).",
-        "# Scaffolded by `factory-kit new`; `factory-kit show` prints every value and where it came from.",
-        f"description: {method} {stage} on {model}",
-        f"model: {model}",
-        f"method: {method}",
-        f"stage: {stage}",
-        f"hardware: {hardware}",
-        f"datasets: [{', '.join(datasets or default_data)}]",
-        f"train: {{epochs: 3, learning_rate: {to_yaml(float(learning_rate))}"
-        + f", cutoff_len: {info.family.cutoff_len}, batch_size: 2, grad_accum: 8}}",
-    ]
-    for row in rows:
-        for key, value in (row.new.get("recipe") or {}).items():
-            body.append(f"{key}: {_flow(value, fill)}")
-    return io.write_text(out, "\n".join(body) + "\n")
-
-
-def _flow(value: Any, fill: dict[str, Any]) -> str:
-    """A recipe value as one line of flow YAML; "{lora_target}" and the like filled from the family."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_flow(v, fill)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_flow(v, fill) for v in value) + "]"
-    if isinstance(value, str):
-        value = value.format(**fill)
-    return to_yaml(value)
 
 
 def key_table(markdown: bool = False) -> Table | str:

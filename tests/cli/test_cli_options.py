@@ -41,8 +41,8 @@ def test_shared_options_are_one_declaration():
 
 
 def test_every_command_is_still_there():
-    assert set(main.commands) == {"render", "check", "show", "ls", "new", "train", "export", "chat", "serve",
-                                  "webui", "demo", "tiny-model", "data", "eval", "compare", "report"}
+    assert set(main.commands) == {"init", "cp", "render", "check", "show", "ls", "new", "train", "export", "chat",
+                                  "serve", "webui", "demo", "tiny-model", "data", "eval", "compare", "report"}
 
 
 def test_cli_modules_launch_and_write_nothing_themselves():

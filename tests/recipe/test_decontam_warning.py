@@ -53,7 +53,7 @@ def test_check_warns_then_decontaminate_clears_it_and_a_reimport_brings_it_back(
     decontaminate("tcm_consultations", ["tcm_exam"], project=proj)
     assert warnings_for(proj) == []
     checked = CliRunner().invoke(main, ["check", "recipes/tcm-lora.yaml"])
-    assert checked.exit_code == 0 and "warning" not in checked.output
+    assert checked.exit_code == 0 and "decontaminat" not in checked.output  # (machine warnings aside)
 
     import_source(SAMPLES_DIR / "tcm_qa.jsonl", "tcm_qa", "alpaca", project=proj, split=(0.9, 0.1), seed=42)
     [again] = about(warnings_for(proj), "tcm_qa_train")
@@ -99,7 +99,7 @@ def test_quiet_without_benchmarks_and_for_the_exam_itself(proj):
     shutil.rmtree(proj / "data" / "benchmarks")
     assert warnings_for(proj) == []
     checked = CliRunner().invoke(main, ["check", "recipes/tcm-lora.yaml"])
-    assert checked.exit_code == 0 and "warning" not in checked.output
+    assert checked.exit_code == 0 and "decontaminat" not in checked.output  # (machine warnings aside)
 
 
 def test_a_hand_registered_dataset_is_covered_by_its_decontamination_report(proj):

@@ -209,6 +209,8 @@ def test_rm_data_must_be_pairs(registry_project):
 
 def test_launch_checks_packages_and_the_trained_reward_model(registry_project, monkeypatch):
     out = render("recipes/tcm-ppo.yaml", write=False)
+    monkeypatch.setattr(checks, "hub_model_problem", lambda model, project: None)  # tests/recipe/test_machine_checks.py
+    monkeypatch.setattr(checks, "precision_problem", lambda ctx, confirm=False: None)
     monkeypatch.setattr(checks, "package_problem", lambda requirement: None)
     with pytest.raises(FactoryKitError, match=r"outputs/tcm-rm: no trained reward model here yet .* "
                                               r"`factory-kit train recipes/tcm-rm.yaml`"):

@@ -157,6 +157,7 @@ ACTS = {
     "train.max_samples": ([], "train.max_samples=100"),
     "train.logging_steps": ([], "train.logging_steps=5"),
     "train.save_steps": ([], "train.save_steps=100"),
+    "train.save_total_limit": ([], "train.save_total_limit=5"),
     "train.eval_steps": ([], "train.eval_steps=50"),
     "train.seed": ([], "train.seed=7"),
     "train.gradient_checkpointing": ([], "train.gradient_checkpointing=false"),

@@ -54,6 +54,8 @@ class ModelFamily:
     stop_words: tuple[str, ...] = ()  # strings that end the model's turn (lm-eval's `until`)
     base: str | None = None
     notes: str | None = None
+    new: dict = field(default_factory=dict, hash=False)  # recipe keys `factory-kit new` writes
+    new_thinking: dict = field(default_factory=dict, hash=False)  # ... and, when the recipe reasons, these
 
     @property
     def usable(self) -> bool:
@@ -258,3 +260,35 @@ def family_of(model: str, base_dir: Path | None = None) -> ModelFamily | None:
         return resolve(model, base_dir, strict=False).family
     except FactoryKitError:
         return None
+
+
+RANGE_WORDS = {"over": ">", "under": "<", "at_least": ">=", "at_most": "<="}
+
+
+@lru_cache(maxsize=4)
+def _ranges(path: Path, mtime: float) -> dict[str, dict[str, float]]:
+    from ruamel.yaml import YAML
+
+    try:
+        doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+    except Exception as exc:  # ruamel raises many types; all mean "fix the file"
+        raise FactoryKitError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+    for key, rule in doc.items():
+        if not isinstance(rule, dict) or not rule or any(k not in RANGE_WORDS for k in rule):
+            raise FactoryKitError(f"{path}: `{key}` needs a mapping of {', '.join(RANGE_WORDS)}")
+    return {str(k): dict(v) for k, v in doc.items()}
+
+
+def raw_ranges() -> dict[str, dict[str, float]]:
+    """Sanity ranges of raw LLaMA-Factory keys (lf_ranges.yaml): key -> {over|under|at_least|at_most: n}."""
+    path = catalog_file("lf_ranges.yaml")
+    return _ranges(path, path.stat().st_mtime)
+
+
+def out_of_range(value: float, rule: dict[str, float]) -> str | None:
+    """None when ``value`` keeps ``rule``; else the rule in words ("> 0 and < 1")."""
+    tests = {"over": value > rule.get("over", value - 1), "under": value < rule.get("under", value + 1),
+             "at_least": value >= rule.get("at_least", value), "at_most": value <= rule.get("at_most", value)}
+    if all(tests.values()):
+        return None
+    return " and ".join(f"{RANGE_WORDS[k]} {n:g}" for k, n in rule.items())

@@ -22,6 +22,7 @@ from factory_kit.core.paths import CATALOG_DIR
 CATALOG_ENV = "FACTORY_KIT_CATALOG"
 KINDS = ("methods", "stages", "hardware")
 DATA_KINDS = ("pt", "sft", "prompts", "ranking", "kto")
+NEW_KEYS = ("datasets", "thinking_datasets", "train", "recipe")  # what a row's `new:` may hold
 FACTS = ("method", "stage", "hardware", "adapter", "quantised", "quant_bits", "predict", "eval", "params_b",
          "nodes", "master_addr", "distributed", "reward_model_type")
 
@@ -75,6 +76,7 @@ class Row:
     needs: str = ""
     packages: dict = field(default_factory=dict, hash=False)  # pip requirement -> fix
     forbids: tuple[Rule, ...] = ()
+    warns: tuple[Rule, ...] = ()  # like forbids, but `check` warns and goes on (memory-unsafe, say)
     new: dict = field(default_factory=dict, hash=False)
     webui: dict = field(default_factory=dict, hash=False)
 
@@ -133,15 +135,10 @@ def _row(path: Path, kind: str, name: str, entry: Any) -> Row:
             raise FactoryKitError(f"{where}: unknown key `{key}`{hint}")
     if not entry.get("description"):
         raise FactoryKitError(f"{where}: needs a `description` (shown by `factory-kit ls`)")
-    rules = []
-    for rule in entry.get("forbids") or []:
-        if not isinstance(rule, dict) or not isinstance(rule.get("when"), dict) or not rule.get("reason"):
-            raise FactoryKitError(f"{where}: each `forbids` item needs `when` (a mapping of facts) and `reason`")
-        unknown = [f for f in rule["when"] if f not in FACTS]
-        if unknown:
-            raise FactoryKitError(f"{where}: `forbids` names unknown fact `{unknown[0]}`; facts: {', '.join(FACTS)}")
-        rules.append(Rule(dict(rule["when"]), " ".join(str(rule["reason"]).split())))
-    values = {**entry, "forbids": tuple(rules)}
+    values = {**entry, "forbids": _rules(where, "forbids", entry), "warns": _rules(where, "warns", entry)}
+    unknown_new = [k for k in values.get("new") or {} if k not in NEW_KEYS]
+    if unknown_new:
+        raise FactoryKitError(f"{where}: `new` has unknown key `{unknown_new[0]}`; it may have {', '.join(NEW_KEYS)}")
     for key in ("keys", "packages", "new", "webui", "env"):
         if key in values and not isinstance(values[key] or {}, dict):
             raise FactoryKitError(f"{where}: `{key}` must be a mapping")
@@ -158,6 +155,18 @@ def _row(path: Path, kind: str, name: str, entry: Any) -> Row:
             raise FactoryKitError(f"{where}: `deepspeed.offload` lists optimizer and/or param (param needs stage 3)")
         values["deepspeed"] = {"stage": ds["stage"], "offload": list(ds.get("offload") or [])}
     return cls(name=str(name), **values)
+
+
+def _rules(where: str, kind: str, entry: dict) -> tuple[Rule, ...]:
+    rules = []
+    for rule in entry.get(kind) or []:
+        if not isinstance(rule, dict) or not isinstance(rule.get("when"), dict) or not rule.get("reason"):
+            raise FactoryKitError(f"{where}: each `{kind}` item needs `when` (a mapping of facts) and `reason`")
+        unknown = [f for f in rule["when"] if f not in FACTS]
+        if unknown:
+            raise FactoryKitError(f"{where}: `{kind}` names unknown fact `{unknown[0]}`; facts: {', '.join(FACTS)}")
+        rules.append(Rule(dict(rule["when"]), " ".join(str(rule["reason"]).split())))
+    return tuple(rules)
 
 
 def load(path: Path) -> Profiles:
