@@ -1,17 +1,18 @@
-"""`factory-kit data ...`: import, stats, ls, samples (+ select, decontaminate from cli/select.py).
+"""`factory-kit data ...`: import, stats, ls, rm, samples (+ select, decontaminate from cli/select.py).
 Parses arguments and prints; logic lives in factory_kit.data and factory_kit.select. The main CLI
 adds this group with ``main.add_command(data)``."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from rich.table import Table
 
 from factory_kit.cli.options import json_option
 from factory_kit.cli.select import register as register_select
-from factory_kit.core.console import console, friendly
+from factory_kit.core.console import console, err_console, friendly, warn
 
 FORMAT_CHOICES = ["auto", "alpaca", "sharegpt", "openai", "cot", "mcq", "text", "preference", "hf"]
 
@@ -72,12 +73,30 @@ def data() -> None:
 @friendly
 def import_cmd(path: str, name: str, fmt: str, as_json: bool, **options) -> None:
     """Import PATH (file, folder, datasets folder or hub id) as dataset NAME."""
-    from factory_kit.data.importer import import_source
+    try:
+        from factory_kit.data.importer import import_source
 
-    report = import_source(path, name, None if fmt == "auto" else fmt, **options)  # shows its own progress bar
+        report = import_source(path, name, None if fmt == "auto" else fmt, **options)  # shows its own progress bar
+    except KeyboardInterrupt as exc:
+        if getattr(exc, "committed", False):
+            err_console.print(f"interrupted after the final step: {name} is the new import", markup=False)
+        else:
+            err_console.print(f"interrupted; nothing changed ({name} is as it was before this import)",
+                              soft_wrap=True, markup=False)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
-        return
+    else:
+        _print_import(report, name, options)
+    if report.interrupted:
+        err_console.print(f"interrupted during the final step, which completed: {name} is the new import",
+                          soft_wrap=True, markup=False)
+        sys.exit(130)
+
+
+def _print_import(report, name: str, options: dict) -> None:
+    if report.cleaned:
+        console.print(f"cleaned: {report.cleaned}", soft_wrap=True, markup=False)
     console.print(report.summary(), soft_wrap=True)
     details = []
     if report.splits:
@@ -180,6 +199,29 @@ def samples_cmd(force: bool) -> None:
     for rep in import_samples(paths.project_dir(), force=force):
         console.print(f"{rep.name}: {rep.accepted} accepted, {rep.quarantined} quarantined -> "
                       f"{', '.join(rep.registered)}", soft_wrap=True, markup=False)
+
+
+@data.command("rm")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove it even though a recipe in recipes/ uses it.")
+@friendly
+def rm_cmd(name: str, force: bool) -> None:
+    """Remove dataset NAME: its rows, splits, benchmark, quarantine, import record and registry entries."""
+    from factory_kit.core import paths
+    from factory_kit.data.remove import remove_dataset
+
+    done = remove_dataset(paths.project_dir(), name, force=force)
+    if done.cleaned:
+        console.print(f"cleaned: {done.cleaned}", soft_wrap=True, markup=False)
+    if done.used_by:
+        warn(f"{name} was used by {'; '.join(done.used_by)}: those recipes now name a missing dataset")
+    if done.entries:
+        console.print(f"unregistered: {', '.join(done.entries)} (dataset_info/dataset_info.json)", soft_wrap=True,
+                      markup=False)
+    for f in done.files:
+        console.print(f"removed: {f}", soft_wrap=True, markup=False)
+    for f in done.kept:
+        console.print(f"kept: {f} (registered by hand, not written by an import)", soft_wrap=True, markup=False)
 
 
 @data.command("ls")

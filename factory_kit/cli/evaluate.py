@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from factory_kit.cli.options import from_fields, merged_option, set_option
+from factory_kit.cli.options import announce_recipe, from_fields, merged_option, set_option
 from factory_kit.core.console import console, friendly
 from factory_kit.evaluate import EvalOptions
 
 
 @click.command("eval")
-@click.argument("recipe", required=False)
+@click.argument("recipe", required=False, callback=announce_recipe)
 @set_option
 @merged_option
 @from_fields(EvalOptions)
@@ -22,10 +22,14 @@ def eval_cmd(recipe: str | None, overrides: tuple[str, ...], **options) -> None:
     """Evaluate RECIPE's fine-tuned model (or --model [--adapter]) on medical benchmarks.
 
     \b
-    factory-kit eval recipes/tcm-lora.yaml --baseline            before/after on data/benchmarks/*
-    factory-kit eval recipes/tcm-lora.yaml -b cmexam --shots 5   one benchmark, 5-shot
-    factory-kit eval --model Qwen/Qwen2.5-7B-Instruct -b exam.jsonl
-    factory-kit eval recipes/tcm-lora.yaml --no-benchmarks --predict --judge
+    before/after on data/benchmarks/*:
+      factory-kit eval recipes/tcm-lora.yaml --baseline
+    one benchmark, 5-shot:
+      factory-kit eval recipes/tcm-lora.yaml -b cmexam --shots 5
+    a model without a recipe:
+      factory-kit eval --model Qwen/Qwen2.5-7B-Instruct -b exam.jsonl
+    generation metrics and an LLM judge instead of benchmarks:
+      factory-kit eval recipes/tcm-lora.yaml --no-benchmarks --predict --judge
     """
     from factory_kit import evaluate
 
@@ -52,7 +56,7 @@ def compare(a: Path, b: Path, out: Path | None, label_a: str | None, label_b: st
 
 
 @click.command()
-@click.argument("run")
+@click.argument("run", callback=announce_recipe)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Report folder (default: <output_dir>/report).")
 @click.option("--no-html", is_flag=True, help="Markdown only.")

@@ -3,16 +3,17 @@ factory_kit.run, print."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from factory_kit.cli.options import merged_option, set_option
-from factory_kit.core.console import console, friendly, warn
+from factory_kit.cli.options import announce_recipe, merged_option, set_option
+from factory_kit.core.console import console, err_console, friendly, warn
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in output_dir.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
@@ -22,7 +23,11 @@ def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool
     """Render, check and run `llamafactory-cli train` for RECIPE."""
     from factory_kit.run.train import train as do_train
 
-    result = do_train(recipe, overrides, overwrite=overwrite, resume=resume, node_rank=node_rank, on_warning=warn)
+    try:
+        result = do_train(recipe, overrides, overwrite=overwrite, resume=resume, node_rank=node_rank, on_warning=warn)
+    except KeyboardInterrupt as exc:  # run.json says `status: interrupted`; the message says how to go on
+        err_console.print(str(exc) or "interrupted", markup=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 130))
     if not result.losses:
         console.print(f"[green]node {node_rank} finished[/] (the main node logs the loss)")
         return
@@ -31,7 +36,7 @@ def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @friendly
 def export(recipe: str, overrides: tuple[str, ...]) -> None:
@@ -42,7 +47,7 @@ def export(recipe: str, overrides: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @click.option("-q", "--question", default=None, help="Ask one question and print the answer (else interactive).")
 @merged_option
@@ -57,16 +62,19 @@ def chat(recipe: str, overrides: tuple[str, ...], question: str | None, merged: 
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="API_HOST",
+              help="Address to listen on: 127.0.0.1 serves this machine only, 0.0.0.0 every network "
+                   "(LLaMA-Factory's API_HOST).")
 @merged_option
 @friendly
-def serve(recipe: str, overrides: tuple[str, ...], port: int, merged: bool) -> None:
+def serve(recipe: str, overrides: tuple[str, ...], port: int, host: str, merged: bool) -> None:
     """Serve the model on an OpenAI-compatible API (`llamafactory-cli api`)."""
     from factory_kit.run.model import serve as do_serve
 
-    do_serve(recipe, overrides, port=port, merged=merged)
+    do_serve(recipe, overrides, port=port, host=host, merged=merged)
 
 
 @click.command()
@@ -81,7 +89,8 @@ def webui(port: int, host: str) -> None:
 
 
 @click.command()
-@click.option("--recipe", default="recipes/demo-tiny.yaml", show_default=True)
+@click.option("--recipe", default="demo-tiny", show_default=True, callback=announce_recipe,
+              help="The project's recipes/demo-tiny.yaml if it has one, else the shipped one.")
 @friendly
 def demo(recipe: str) -> None:
     """The main job on the embedded default: import samples, render, train, merge, ask."""

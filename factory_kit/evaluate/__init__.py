@@ -71,6 +71,8 @@ class EvalOptions:
     judge_model: str | None = option(None, "--judge-model", help="Judge model (default: env FACTORY_KIT_JUDGE_MODEL).")
     judge_base_url: str | None = option(None, "--judge-base-url",
                                         help="Judge endpoint (default: env FACTORY_KIT_JUDGE_BASE_URL).")
+    verbose: bool = option(False, "--verbose", "-v",
+                           help="Show lm-eval's and LLaMA-Factory's own log lines (always kept in the .log files).")
 
 
 def _local(model: str, project: Path) -> str:
@@ -156,6 +158,28 @@ def plan(recipe: str | None, overrides: tuple[str, ...] = (), *, merged: bool = 
     return EvalPlan(out_dir, targets, base, rendered.recipe.name if rendered else None, mode, thinking, ctx, rendered)
 
 
+def scored_weights(target: Target) -> dict[str, Any] | None:
+    """Which trained weights a result scores (records.weights_identity), so `report` can tell results
+    of an older adapter from this run's: the adapter's; for a merged model, the adapter it was merged
+    from (its marker); a fully trained model's own. None for a base model."""
+    from factory_kit.run import records
+
+    if target.adapter:
+        return records.weights_identity(target.adapter)
+    if target.label == "base" or not Path(target.model).is_dir():
+        return None
+    if target.label == "merged":
+        return records.merged_from(Path(target.model))
+    return records.weights_identity(target.model)
+
+
+def hint_terms(o: EvalOptions, model: str) -> dict[str, str]:
+    """How a failure's fix names the model for this eval: the --model option, or the recipe's key."""
+    if o.model:
+        return {"use_local": "pass `--model models/NAME`", "model": model}
+    return {"use_local": "set `model: models/NAME` in the recipe", "model": model}
+
+
 def result_suffix(o: EvalOptions, benches) -> str:
     """File-name suffix that keeps runs on other benchmarks or shots from overwriting each other:
     "" for the default (every benchmark, zero-shot), else e.g. ".cmexam+hospital.5shot"."""
@@ -198,7 +222,7 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
             benches = []
         if benches:
             for target in p.targets:
-                bm.check_model_dirs(target.model, target.adapter)
+                bm.check_model_dirs(target.model, target.adapter, use_local=hint_terms(o, target.model)["use_local"])
             mode = o.mode or p.mode
             console.print(f"[bold]benchmarks[/]: {', '.join(f'{b.name} ({len(b.items)} items)' for b in benches)}; "
                           f"{mode}, {o.shots}-shot -> {p.out_dir}")
@@ -208,8 +232,10 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
                               + (f" + {target.adapter}" if target.adapter else ""))
                 path = bm.evaluate(benches, target.model, target.adapter, p.out_dir, label=target.label, shots=o.shots,
                                    mode=mode, device=o.device, batch_size=o.batch_size, max_gen_tokens=o.max_gen_tokens,
-                                   limit=o.limit, extra={"recipe": p.recipe_name}, name=target.label + suffix,
-                                   step=f"{number}/{len(p.targets)} " if len(p.targets) > 1 else "")
+                                   limit=o.limit, name=target.label + suffix, echo=o.verbose,
+                                   extra={"recipe": p.recipe_name, "trained_weights": scored_weights(target)},
+                                   step=f"{number}/{len(p.targets)} " if len(p.targets) > 1 else "",
+                                   terms=hint_terms(o, target.model))
                 results[target.label] = path
                 written.append(path)
                 console.print(bm.accuracy_table(bm.load_result(path), f"{target.label}: {path.name}"))
@@ -231,7 +257,8 @@ def run_eval(p: EvalPlan, o: EvalOptions, console) -> list[Path]:
         if o.predict or not (pred_dir / "generated_predictions.jsonl").is_file():
             metrics = generation.predict(p.rendered, target.model, target.adapter, pred_dir,
                                          datasets=list(o.predict_datasets) or None, max_samples=o.max_samples,
-                                         max_new_tokens=o.max_new_tokens)
+                                         max_new_tokens=o.max_new_tokens, echo=o.verbose,
+                                         extra={"trained_weights": scored_weights(target)})
             console.print(generation.metrics_table(metrics))
             written += [pred_dir / "generation.json", pred_dir / "generated_predictions.jsonl"]
         if o.judge:

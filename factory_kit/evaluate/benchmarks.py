@@ -404,12 +404,21 @@ def model_args(model: str | Path, adapter: str | Path | None = None, *, dtype: s
     return ",".join(parts)
 
 
-def check_model_dirs(model: str | Path, adapter: str | Path | None) -> None:
-    """Fail before lm-eval starts (and before ~10 s of imports) when a path is plainly wrong."""
+def check_model_dirs(model: str | Path, adapter: str | Path | None, *,
+                     use_local: str = "set `model: models/NAME` in the recipe") -> None:
+    """Fail before lm-eval starts (and before ~10 s of imports) when a path is plainly wrong, or names
+    a hub model that is not in the local cache (lm-eval runs offline). ``use_local``: how the user
+    points at a local copy instead (a recipe key, or `--model` for `eval --model`)."""
+    from factory_kit.recipe.checks import HUB_ID, hub_cached
+
     model_path = Path(model)
     looks_local = model_path.is_absolute() or str(model).startswith((".", "~")) or model_path.exists()
     if looks_local and not (model_path / "config.json").is_file():
         raise FactoryKitError(f"model {model}: no config.json there (not a model folder)")
+    if not looks_local and HUB_ID.match(str(model)) and not hub_cached(str(model)):
+        raise FactoryKitError(
+            f"model {model} is not a folder here nor in the local Hugging Face cache, and benchmarks run offline: "
+            f"download it (`hf download {model} --local-dir models/NAME`) and {use_local}")
     if adapter is not None:
         adapter_path = Path(adapter)
         if not adapter_path.exists():
@@ -420,7 +429,8 @@ def check_model_dirs(model: str | Path, adapter: str | Path | None) -> None:
 
 def run_lm_eval(taskset: TaskSet, model: str | Path, adapter: str | Path | None, out_dir: Path, *,
                 device: str | None = None, batch_size: str = "8", chat_template: bool = False,
-                limit: int | None = None, echo: bool = True, dtype: str | None = None, step: str = "lm-eval") -> Path:
+                limit: int | None = None, echo: bool = True, dtype: str | None = None, step: str = "lm-eval",
+                terms: dict[str, str] | None = None) -> Path:
     """``lm_eval run`` on the generated tasks; returns the folder lm-eval wrote results into.
 
     A progress bar named ``step`` shows the elapsed time while lm-eval loads the model, then
@@ -449,7 +459,7 @@ def run_lm_eval(taskset: TaskSet, model: str | Path, adapter: str | Path | None,
         on_line = follow.follower(bar, lambda desc: desc.startswith("Running ") and desc.endswith(" requests"),
                                   scale=items, echo=echo)
         launch.run(command, cwd=out_dir, env=env, log_path=out_dir.parent / f"{out_dir.name}.log", echo=False,
-                   on_line=on_line)
+                   on_line=on_line, terms=terms)
     return out_dir
 
 
@@ -566,11 +576,11 @@ def evaluate(benchmarks: list[Benchmark], model: str | Path, adapter: str | Path
              label: str, shots: int = 0, mode: str = "loglikelihood", device: str | None = None,
              batch_size: str = "8", chat_template: bool | None = None, max_gen_tokens: int = 1024,
              limit: int | None = None, echo: bool = True, extra: dict[str, Any] | None = None,
-             name: str | None = None, step: str = "") -> Path:
+             name: str | None = None, step: str = "", terms: dict[str, str] | None = None) -> Path:
     """Run the benchmarks on one model (+ adapter); write ``work_dir/<name>.json`` and ``.items.jsonl``
     (``name`` defaults to ``label``; ``step``, e.g. "2/3 ", numbers its progress bar)."""
     name = name or label
-    check_model_dirs(model, adapter)
+    check_model_dirs(model, adapter, **({"use_local": terms["use_local"]} if terms else {}))
     if chat_template is None:
         chat_template = mode == "generate"
     started = time.time()
@@ -580,7 +590,7 @@ def evaluate(benchmarks: list[Benchmark], model: str | Path, adapter: str | Path
                           think=family.think_markers if family else None)
     out_dir = run_lm_eval(taskset, model, adapter, work_dir / f".{name}" / "lm_eval", device=device,
                           batch_size=batch_size, chat_template=chat_template, limit=limit, echo=echo,
-                          step=f"{step}lm-eval {label}: {'+'.join(b.name for b in benchmarks)}")
+                          step=f"{step}lm-eval {label}: {'+'.join(b.name for b in benchmarks)}", terms=terms)
     summary, items = parse_results(out_dir, taskset, mode)
     record = {
         "kind": "benchmark",

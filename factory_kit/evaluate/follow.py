@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 from factory_kit.core import progress
 
+# Lines never worth a user's screen, even with --verbose (the .log keeps them): lm-eval runs
+# `git describe` in its working folder to record a commit, and outside a git repository git says so.
+NOISE = re.compile(r"^fatal: not a git repository")
 # "Running loglikelihood requests:  45%|████▌     | 22/48 [00:01<00:01, 19.2it/s]"
 _FRAME = re.compile(r"^(?P<desc>[^|]*?):?\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)\b")
 
@@ -41,7 +44,7 @@ def follower(bar: progress.Bar, wanted: Callable[[str], bool], *, scale: int | N
             bar.update(completed=done, total=total)
             if shown:
                 return
-        if echo:
+        if echo and not NOISE.match(line):
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 

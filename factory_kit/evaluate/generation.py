@@ -71,7 +71,7 @@ def predict_config(rendered: Any, model: str, adapter: str | None, out_dir: Path
 
 def predict(rendered: Any, model: str, adapter: str | None, out_dir: Path, *, datasets: list[str] | None = None,
             max_samples: int | None = None, max_new_tokens: int | None = None, batch_size: int = 4,
-            echo: bool = True) -> dict[str, Any]:
+            echo: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run do_predict; returns and writes ``generation.json`` (metrics, datasets, rows, seconds)."""
     check_dependencies()
     datasets = datasets or list(rendered.recipe.data["eval_datasets"])
@@ -112,7 +112,7 @@ def predict(rendered: Any, model: str, adapter: str | None, out_dir: Path, *, da
         raise FactoryKitError(f"{results_file}: no {', '.join(missing)} (is predict_with_generate on?)")
     record = {"kind": "generation", "model": str(model), "adapter": adapter, "datasets": datasets, "rows": rows,
               "max_new_tokens": max_new_tokens, "metrics": metrics, "raw": raw,
-              "seconds": round(time.time() - started, 2), "predictions": predictions.name}
+              "seconds": round(time.time() - started, 2), "predictions": predictions.name, **(extra or {})}
     io.write_json(out_dir / "generation.json", record)
     return record
 

@@ -12,7 +12,6 @@ import html
 import json
 import re
 import shlex
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
     rendered = None
     if candidate.is_dir():
         output_dir = candidate
-    elif candidate.is_file() or not candidate.suffix:
+    else:  # a recipe file, or a bare recipe name (`tcm-lora`, `qwen2.5-7b-lora-sft`)
         from factory_kit.recipe.render import render
 
         try:
@@ -39,8 +38,6 @@ def _find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
                 raise
             raise FactoryKitError(f"{run}: neither an output folder nor a recipe ({exc})") from None
         output_dir = project / rendered.context["output_dir"]
-    else:
-        raise FactoryKitError(f"{run}: no such recipe or output folder")
     run_json = output_dir / "run.json"
     if not run_json.is_file():
         raise FactoryKitError(f"{output_dir}: no run.json; train it first (`factory-kit train RECIPE`)")
@@ -90,16 +87,6 @@ def loss_chart(output_dir: Path, path: Path, title: str) -> Path | None:
     return path
 
 
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [t for v in value for t in _texts(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _texts(v)]
-    return []
-
-
 def dataset_card(name: str, entry: dict[str, Any] | None, reg_dir: Path, digest: str | None) -> dict[str, Any]:
     card: dict[str, Any] = {"name": name, "sha256": digest}
     if entry is None:
@@ -110,15 +97,12 @@ def dataset_card(name: str, entry: dict[str, Any] | None, reg_dir: Path, digest:
     card["source"] = entry.get("source") or entry.get("description") or entry.get("hf_hub_url") or card["file"]
     path = reg_dir / entry["file_name"] if entry.get("file_name") else None
     if path and path.is_file():
-        text = path.read_text(encoding="utf-8")
-        try:
-            rows = json.loads(text) if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
-        except json.JSONDecodeError:
-            rows = []
-        lengths = [sum(len(t) for t in _texts(r)) for r in rows] if isinstance(rows, list) else []
-        card["rows"] = len(rows) if isinstance(rows, list) else None
-        if lengths:
-            card["chars"] = {"min": min(lengths), "median": int(statistics.median(lengths)), "max": max(lengths)}
+        from factory_kit.data import stats
+
+        rows, chars = stats.char_counts(entry, path)  # counted as `data stats` counts them
+        card["rows"] = rows
+        if rows:
+            card["chars"] = {"min": chars["min"], "median": chars["p50"], "max": chars["max"]}
     return card
 
 
@@ -140,11 +124,12 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     """The report page: one section per concern, in reading order."""
     name = rendered.recipe.name if rendered else output_dir.name
     eval_dir = output_dir / "eval"
-    results = _benchmark_results(eval_dir)
-    lines = [*_run_section(name, output_dir, record, project),
+    results, stale = _split_stale(_benchmark_results(eval_dir), output_dir)
+    lines = [*_run_section(name, output_dir, record, project, rendered),
              *_loss_section(name, output_dir, out_dir),
-             *_benchmark_section(results, eval_dir, project, out_dir),
-             *_generation_section(eval_dir, project),
+             *_benchmark_section(results, eval_dir, project, out_dir, output_dir),
+             *_stale_section(stale, output_dir, project, rendered),
+             *_generation_section(eval_dir, project, output_dir),
              *_judge_section(eval_dir),
              *_recipe_section(output_dir, record, rendered, project),
              *_config_section(output_dir, record, rendered, project),
@@ -153,11 +138,19 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     return "\n".join(lines)
 
 
-def _run_section(name: str, output_dir: Path, record: dict[str, Any], project: Path) -> list[str]:
-    status = "succeeded" if record.get("exit_code") == 0 else f"FAILED (exit {record.get('exit_code')})"
+def _run_section(name: str, output_dir: Path, record: dict[str, Any], project: Path, rendered: Any) -> list[str]:
+    from factory_kit.run.records import status_of
+
+    state = status_of(record)
+    status = {"succeeded": "succeeded", "interrupted": f"interrupted (exit {record.get('exit_code')})"}.get(
+        state, f"FAILED (exit {record.get('exit_code')})")
+    resume = []
+    if state == "interrupted":
+        recipe = paths.relative(rendered.recipe.path, project) if rendered else "RECIPE"
+        resume = [f"- Continue it from its last checkpoint: `factory-kit train {recipe} --resume`"]
     return [f"# Training report: {name}", "",
             f"- Run {status}: started {record.get('started')}, ended {record.get('ended')} "
-            f"({record.get('seconds')} s)",
+            f"({record.get('seconds')} s)", *resume,
             f"- Output folder: `{paths.relative(output_dir, project)}`",
             f"- Command: `{' '.join(record.get('command', []))}`",
             f"- Git commit: `{record.get('git_commit') or 'unknown'}`", ""]
@@ -195,8 +188,58 @@ def _benchmark_results(eval_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return results
 
 
+def _scores_other_weights(data: dict[str, Any], path: Path, output_dir: Path) -> bool:
+    """Whether a result (benchmark or generation) scored other trained weights than the ones in
+    ``output_dir`` now, e.g. the adapter before a `train --resume`. Base-model results score no
+    trained weights; a result written before results recorded them is judged by its time."""
+    from factory_kit.run import records
+
+    if data.get("label") == "base":
+        return False
+    same = records.same_weights(data.get("trained_weights"), output_dir)
+    if same is not None:
+        return not same
+    if data.get("trained_weights") is None and "trained_weights" in data:
+        return False  # recorded as scoring no trained weights (a hub model, say)
+    current = records.weights_identity(output_dir)
+    return bool(current and path.stat().st_mtime_ns < current["mtime_ns"])
+
+
+def _split_stale(results: list[tuple[Path, dict[str, Any]]], output_dir: Path):
+    """(this run's results, results of other trained weights)."""
+    current, stale = [], []
+    for path, data in results:
+        (stale if _scores_other_weights(data, path, output_dir) else current).append((path, data))
+    return current, stale
+
+
+def _stale_section(stale: list[tuple[Path, dict[str, Any]]], output_dir: Path, project: Path,
+                   rendered: Any) -> list[str]:
+    if not stale:
+        return []
+    from factory_kit.run.records import weights_identity
+
+    current = weights_identity(output_dir) or {}
+    recipe = paths.relative(rendered.recipe.path, project) if rendered else "RECIPE"
+    lines = ["### Stale results (not this run's)", "",
+             f"These scored other weights than `{current.get('file', 'the weights')}` now in "
+             f"`{paths.relative(output_dir, project)}` (sha256 `{(current.get('sha256') or '')[:16]}`, "
+             f"{current.get('mtime', '?')}), e.g. the adapter before a `train --resume`; they are left out "
+             f"above. Score this run with `factory-kit eval {recipe} --baseline`.", ""]
+    for path, data in stale:
+        scored = data.get("trained_weights") or {}
+        overall = data.get("overall", {}).get("accuracy")
+        lines.append(f"- `{path.name}`: {data.get('label', path.stem)}"
+                     + (f", {100 * overall:.1f}% overall" if isinstance(overall, (int, float)) else "")
+                     + (f", scored sha256 `{scored['sha256'][:16]}` ({scored.get('mtime')})"
+                        if scored.get("sha256") else ", written before the current weights"))
+    return [*lines, ""]
+
+
 def _benchmark_section(results: list[tuple[Path, dict[str, Any]]], eval_dir: Path, project: Path,
-                       out_dir: Path) -> list[str]:
+                       out_dir: Path, output_dir: Path | None = None) -> list[str]:
+    from factory_kit.run.records import weights_identity
+
     lines = ["## Benchmarks", ""]
     if not results:
         return [*lines, "No benchmark results yet (`factory-kit eval RECIPE --baseline`).", ""]
@@ -221,20 +264,27 @@ def _benchmark_section(results: list[tuple[Path, dict[str, Any]]], eval_dir: Pat
     lines += [f"- `{p.name}`: {d.get('mode')}, {d.get('shots')}-shot, model `{d.get('model')}`"
               + (f" + adapter `{d.get('adapter')}`" if d.get("adapter") else "") for p, d in results]
     lines.append("")
+    weights = weights_identity(output_dir) if output_dir else None
     for md in sorted(eval_dir.glob("before-after*.md")) + sorted(eval_dir.glob("compare-*.md")):
         png = md.with_suffix(".png")
+        if weights and png.is_file() and png.stat().st_mtime_ns < weights["mtime_ns"]:
+            continue  # compares an older adapter (before a `train --resume`): not this run's
         if png.is_file():
             io.write_bytes(out_dir / png.name, png.read_bytes())
             lines += [f"Before/after (`{paths.relative(md, project)}`):", "", f"![before/after]({png.name})", ""]
     return lines
 
 
-def _generation_section(eval_dir: Path, project: Path) -> list[str]:
+def _generation_section(eval_dir: Path, project: Path, output_dir: Path) -> list[str]:
     gen = eval_dir / "generation" / "generation.json"
     lines = ["## Generation metrics", ""]
     if not gen.is_file():
         return [*lines, "No generation metrics yet (`factory-kit eval RECIPE --predict`).", ""]
     data = json.loads(gen.read_text(encoding="utf-8"))
+    if _scores_other_weights(data, gen, output_dir):
+        return [*lines, f"Stale: `{paths.relative(gen, project)}` scored other weights than this run's (e.g. the "
+                "adapter before a `train --resume`); run `factory-kit eval RECIPE --no-benchmarks --predict` again.",
+                ""]
     metrics = data.get("metrics", {})
     lines += _md_table(["Metric", "Value"], [[k, f"{v:.2f}" if isinstance(v, float) else v]
                                              for k, v in sorted(metrics.items())], "lr")
@@ -312,7 +362,7 @@ def _dataset_section(record: dict[str, Any], rendered: Any, project: Path) -> li
     for c in cards:
         chars = c.get("chars")
         rows.append([c["name"] + (" (eval)" if c["name"] in eval_names else ""), c.get("rows", "?"),
-                     f"{chars['min']} / {chars['median']} / {chars['max']}" if chars else "?",
+                     f"{chars['min']:,.0f} / {chars['median']:,.0f} / {chars['max']:,.0f}" if chars else "?",
                      f"`{c.get('source') or c.get('note', '')}`", f"`{(c.get('sha256') or '')[:16]}`"])
     return [*lines, *_md_table(["Dataset", "Rows", "Chars min / median / max", "Source", "sha256"], rows, "lrrll")]
 
@@ -326,7 +376,9 @@ def _reproduce_section(record: dict[str, Any], rendered: Any, results: list[tupl
         lines += _md_table(["Rendered file", "sha256"], [[k, f"`{v}`"] for k, v in sorted(record["rendered"].items())])
     if rendered:
         recipe = paths.relative(rendered.recipe.path, project)
-        lines += ["```sh", f"git checkout {record.get('git_commit') or 'HEAD'}",
+        # `git checkout` only where the run recorded a commit: outside a git repository there is none
+        checkout = [f"git checkout {record['git_commit']}"] if record.get("git_commit") else []
+        lines += ["```sh", *checkout,
                   f"factory-kit train {recipe} --overwrite",
                   *(_eval_commands(recipe, results, project) or [f"factory-kit eval {recipe} --baseline"]), "```", ""]
     return lines

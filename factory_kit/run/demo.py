@@ -1,8 +1,10 @@
 """`factory-kit demo`: the main job end to end on the embedded default.
 
-Sample data -> data/ + dataset_info/ -> recipes/demo-tiny.yaml -> build/ -> llamafactory-cli
+Sample data -> data/ + dataset_info/ -> the demo-tiny recipe -> build/ -> llamafactory-cli
 train -> export (merge) -> one TCM question answered by the merged model. Every step is the
-same code path a user's own recipe takes; only the model is tiny.
+same code path a user's own recipe takes; only the model is tiny. Runs in any folder: the
+recipe is the project's recipes/demo-tiny.yaml when there is one, else the shipped one, and
+everything is written into the current project.
 """
 
 from __future__ import annotations

@@ -4,13 +4,12 @@ and the same launcher as training (known-failure hints, signals passed on to the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from factory_kit.core import paths
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.recipe.render import Rendered, render
-from factory_kit.run import launch
+from factory_kit.run import launch, records
 
 
 def trained_model_dir(rendered: Rendered, project: Path, *, merged: bool = False, hint: str = "") -> Path:
@@ -23,6 +22,9 @@ def trained_model_dir(rendered: Rendered, project: Path, *, merged: bool = False
                                   f"method {ctx['method']} already trains the whole model")
         if not (project / ctx["export"]["dir"] / "config.json").is_file():
             raise FactoryKitError(f"{ctx['export']['dir']}: no merged model yet; run `factory-kit export {recipe}` first")
+        if records.merged_is_stale(project / ctx["export"]["dir"], project / ctx["output_dir"]):
+            raise FactoryKitError(f"{ctx['export']['dir']}: merged model is older than the adapter in "
+                                  f"{ctx['output_dir']}; run `factory-kit export {recipe}`")
         return project / ctx["export"]["dir"]
     marker = "adapter_config.json" if ctx["adapter"] else "config.json"
     if not (project / ctx["output_dir"] / marker).is_file():
@@ -50,6 +52,7 @@ def export(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, echo: bo
                         log_path=trained / "factory-kit.log", echo=echo)
     if not (export_dir / "config.json").exists():
         raise FactoryKitError(f"llamafactory-cli export exited 0 but wrote no model to {export_dir}")
+    records.write_merged_marker(export_dir, trained)  # chat/serve/eval --merged refuse it once the adapter changes
     return export_dir
 
 
@@ -83,8 +86,9 @@ def chat(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, question: 
     return None
 
 
-def serve(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, port: int = 8000, merged: bool = False) -> None:
-    """Serve the model on an OpenAI-compatible endpoint (``llamafactory-cli api``) until stopped."""
+def serve(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, port: int = 8000, host: str = "127.0.0.1",
+          merged: bool = False) -> None:
+    """Serve the model on an OpenAI-compatible endpoint (``llamafactory-cli api``) until stopped, on ``host``
+    (LLaMA-Factory's own default, 0.0.0.0, would expose it to every network)."""
     project, config = _infer_config(recipe_path, overrides, merged)
-    launch.llamafactory("api", config, cwd=project,
-                        env={"API_PORT": str(port), "API_HOST": os.environ.get("API_HOST", "127.0.0.1")})
+    launch.llamafactory("api", config, cwd=project, env={"API_PORT": str(port), "API_HOST": host})

@@ -104,17 +104,115 @@ def write_run_json(path: Path, rendered: Rendered | None, project: Path, command
 def recording(path: Path, rendered: Rendered | None, project: Path, command: list[str],
               extra: dict[str, Any], *, history: bool = False) -> Iterator[dict[str, Any]]:
     """Write ``run.json`` when the block ends, success or not: a failed run is recorded with its
-    exit code and error too. The block may add to the yielded ``extra`` (results, say)."""
-    started, exit_code = time.time(), 1
+    exit code and error, an interrupted one (Ctrl-C: exit 130; SIGTERM/SIGHUP: 128 + signal) as
+    ``status: interrupted``. The block may add to the yielded ``extra`` (results, say)."""
+    started, exit_code, status = time.time(), 1, "failed"
     try:
         yield extra
-        exit_code = 0
+        exit_code, status = 0, "succeeded"
     except FactoryKitError as exc:
         exit_code = exc.exit_code
         extra["error"] = str(exc)
         raise
+    except KeyboardInterrupt:
+        exit_code, status = 130, "interrupted"
+        extra["error"] = "interrupted (Ctrl-C)"
+        raise
+    except SystemExit as exc:  # launch's SIGTERM/SIGHUP handler stops the child, then exits 128 + signal
+        code = exc.code if isinstance(exc.code, int) else 1
+        exit_code, status = code, "interrupted" if code > 128 else "failed"
+        extra["error"] = f"stopped by signal {code - 128}" if code > 128 else f"exited {code}"
+        raise
     finally:
-        write_run_json(path, rendered, project, command, started, time.time(), exit_code, extra, history=history)
+        write_run_json(path, rendered, project, command, started, time.time(), exit_code,
+                       {"status": status, **extra}, history=history)
+
+
+def status_of(record: dict[str, Any]) -> str:
+    """succeeded | failed | interrupted, also for records written before run.json had a status."""
+    if record.get("status"):
+        return str(record["status"])
+    return "succeeded" if record.get("exit_code") == 0 else "failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Which trained weights a result or a merged model belongs to. After `train --resume` (or a new
+# run) the adapter changes; results scored and models merged from the old one must not pass
+# for the new one's.
+
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
+                "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+MERGED_MARKER = "factory-kit-merged-from.json"  # written into the export folder by `factory-kit export`
+HASH_LIMIT = 2 << 30  # bigger weight files (full models) are known by size and time, not hashed
+
+
+def weights_identity(folder: str | Path) -> dict[str, Any] | None:
+    """The trained weights in ``folder`` (an adapter, or a full model): file, sha256, size and time.
+    A sharded model is known by its index and each shard's size and time. None: no weights there."""
+    folder = Path(folder)
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return None
+    stat = path.stat()
+    identity: dict[str, Any] = {"file": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                "mtime": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()}
+    if name.endswith(".index.json"):
+        digest = hashlib.sha256(path.read_bytes())
+        for shard in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p != path):
+            shard_stat = shard.stat()
+            digest.update(f"{shard.name}:{shard_stat.st_size}:{shard_stat.st_mtime_ns}".encode())
+        identity["sha256"] = digest.hexdigest()
+    else:
+        identity["sha256"] = _sha256(path) if stat.st_size <= HASH_LIMIT else None
+    return identity
+
+
+def same_weights(recorded: dict[str, Any] | None, folder: str | Path) -> bool | None:
+    """Whether ``folder`` still holds the weights ``recorded`` (by weights_identity); None when
+    nothing was recorded or the folder has no weights. Same file, size and time: the same, without
+    hashing; else the hashes decide (a copy keeps its hash but not its time)."""
+    if not recorded:
+        return None
+    path = Path(folder) / str(recorded.get("file", ""))
+    if not path.is_file():
+        return None if weights_identity(folder) is None else False
+    stat = path.stat()
+    if stat.st_size == recorded.get("size") and stat.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    if stat.st_size != recorded.get("size"):
+        return False
+    current = weights_identity(folder)
+    return bool(current and recorded.get("sha256") and current["sha256"] == recorded["sha256"])
+
+
+def write_merged_marker(export_dir: Path, trained_dir: Path) -> Path:
+    """Say in the merged model's folder which adapter it was merged from (see merged_is_stale)."""
+    return io.write_json(Path(export_dir) / MERGED_MARKER,
+                         {"adapter_dir": str(trained_dir), "adapter": weights_identity(trained_dir),
+                          "exported": datetime.now(UTC).isoformat()})
+
+
+def merged_from(export_dir: Path) -> dict[str, Any] | None:
+    """The adapter identity a merged model records (None for a model merged without factory-kit's marker)."""
+    try:
+        marker = json.loads((Path(export_dir) / MERGED_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker.get("adapter") if isinstance(marker, dict) else None
+
+
+def merged_is_stale(export_dir: Path, trained_dir: Path) -> bool:
+    """True when the merged model in ``export_dir`` was not merged from the adapter now in
+    ``trained_dir`` (its marker names other weights; without a marker: it is older than them)."""
+    recorded = merged_from(export_dir)
+    if recorded is not None:
+        return same_weights(recorded, trained_dir) is False
+    current = weights_identity(trained_dir)
+    config = Path(export_dir) / "config.json"
+    return bool(current and config.is_file() and config.stat().st_mtime_ns < current["mtime_ns"])
 
 
 def read_losses(output_dir: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:

@@ -3,6 +3,7 @@ policy (refuse to mix runs; --overwrite replaces, --resume continues from the la
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -39,22 +40,52 @@ def holds_results(output_dir: Path) -> bool:
 
 
 def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a checkpoint
+    cut off by Ctrl-C (or a crash) while it was being saved is passed over."""
     checkpoints = sorted(Path(output_dir).glob("checkpoint-*"),
                          key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
-    return checkpoints[-1] if checkpoints else None
+    for checkpoint in reversed(checkpoints):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return checkpoint
+    return None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (or SIGTERM/SIGHUP): the message says how to go on from here;
+    ``exit_code`` is 130 for Ctrl-C, 128 + the signal otherwise."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def resume_hint(recipe: str | Path, output_dir: Path, project: Path) -> str:
+    """How to go on after an interrupted run: --resume when a complete checkpoint was saved."""
+    shown = paths.relative(output_dir, project)
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint is not None:
+        return (f"{shown} keeps {checkpoint.name}; continue with `factory-kit train {recipe} --resume`")
+    return (f"no checkpoint was saved yet in {shown} (train.save_steps sets how often); start again with "
+            f"`factory-kit train {recipe} --overwrite`")
 
 
 def _policy_overrides(rendered: Rendered, output_dir: Path, project: Path, *, overwrite: bool,
                       resume: bool) -> list[str]:
     """What an output folder that already holds a run needs: resume from its checkpoint, replace it,
     or a clear refusal (never train into it and mix two runs)."""
-    if not holds_results(output_dir) or rendered.context["overwrite"]:
-        return []
-    if resume:
+    if resume and overwrite:
+        raise FactoryKitError("--resume continues the run in output_dir and --overwrite replaces it: pass one")
+    if resume and output_dir.is_dir():  # wins over the recipe's `overwrite: true`: asked for on the command line
         checkpoint = last_checkpoint(output_dir)
         if checkpoint is None:
-            raise FactoryKitError(f"{output_dir}: --resume given but there is no checkpoint-* to resume from")
-        return [f"llamafactory.resume_from_checkpoint={checkpoint.relative_to(project)}"]
+            raise FactoryKitError(f"{output_dir}: --resume given but there is no checkpoint to resume from (no "
+                                  "complete checkpoint-*); start again with --overwrite")
+        return ["overwrite=false", f"llamafactory.resume_from_checkpoint={checkpoint.relative_to(project)}"]
+    if not holds_results(output_dir) or rendered.context["overwrite"]:
+        return []
     if overwrite:
         return ["overwrite=true"]
     raise FactoryKitError(
@@ -90,9 +121,17 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
         env["NODE_RANK"] = str(node_rank)
     command = [launch.executable("llamafactory-cli"), "train", str(train_yaml)]
     started = time.time()
-    with records.recording(output_dir / "run.json", rendered, project, command, {"kind": "train"}):
-        launch.llamafactory("train", train_yaml, cwd=project, env=env, log_path=output_dir / "factory-kit.log",
-                            echo=echo)
+    try:
+        with records.recording(output_dir / "run.json", rendered, project, command, {"kind": "train"}):
+            launch.llamafactory("train", train_yaml, cwd=project, env=env, log_path=output_dir / "factory-kit.log",
+                                echo=echo)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {resume_hint(recipe_path, output_dir, project)}") from None
+    except SystemExit as exc:  # SIGTERM/SIGHUP (launch stopped the child): the same record, the same hint
+        if not isinstance(exc.code, int) or exc.code <= 128:
+            raise
+        raise Interrupted(f"stopped by signal {exc.code - 128}: {resume_hint(recipe_path, output_dir, project)}",
+                          exc.code) from None
     losses, eval_losses = records.read_losses(output_dir)
     if not losses and main_node:  # only the main node writes trainer_log.jsonl
         raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")

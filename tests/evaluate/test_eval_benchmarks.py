@@ -104,6 +104,16 @@ def test_missing_adapter_fails_with_one_clear_message(tmp_path, tiny_model, proj
     assert "adapter outputs/nope does not exist" in result.output
 
 
+def test_uncached_hub_model_is_refused_before_lm_eval_in_the_options_terms(project):
+    """lm-eval runs offline: a hub id not in the local cache fails at once, and `eval --model` is told
+    to pass --model (there is no recipe key to set), with `hf download` (not huggingface-cli)."""
+    result = CliRunner().invoke(eval_cmd, ["--model", "Qwen/Qwen2.5-7B-Instruct", "-b", str(EXAM)])
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0, result.output
+    assert "`hf download Qwen/Qwen2.5-7B-Instruct --local-dir models/NAME`" in result.output
+    assert "pass `--model models/NAME`" in result.output
+    assert "set `model:" not in result.output and "huggingface-cli" not in result.output
+
+
 def test_adapter_folder_without_adapter_config(tmp_path, tiny_model):
     with pytest.raises(FactoryKitError, match="no adapter_config.json"):
         bm.check_model_dirs(tiny_model, tmp_path)
@@ -167,6 +177,12 @@ def test_always_a_model_scores_the_share_of_a_answers(tmp_path, always_a, projec
     result = CliRunner().invoke(eval_cmd, ["--model", str(always_a), "-b", "exam", "--out", "outputs/eval-a"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    # quiet by default: lm-eval's own logs (and git's "not a git repository" from its working folder,
+    # which is no git repository here) stay in the .log; the screen has our lines and the table
+    assert "fatal: not a git repository" not in result.output and "Selected Tasks" not in result.output, result.output
+    assert len(result.output.splitlines()) < 40, result.output
+    log = (project / "outputs" / "eval-a" / ".model.exam" / "lm_eval.log").read_text(encoding="utf-8")
+    assert "Selected Tasks" in log and "fatal: not a git repository" in log
     data = bm.load_result(project / "outputs" / "eval-a" / "model.exam.json")
     per_subject = Counter(it["subject"] for it in items)
     a_share = Counter(it["subject"] for it in items if it["answer"] == "A")

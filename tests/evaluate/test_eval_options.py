@@ -72,9 +72,11 @@ def test_twelve_options_are_scored_by_lm_eval(project, tiny_model, tmp_path):
     """A model that always answers " L" is right exactly on the items whose answer is L."""
     always_l = always_a_model(tiny_model, tmp_path / "always-l", letter="L", letters=TWELVE)
     import_source(_twelve_option_source(project), "twelve")
-    result = CliRunner().invoke(eval_cmd, ["--model", str(always_l), "-b", "twelve", "--out", "outputs/eval-l"],
+    result = CliRunner().invoke(eval_cmd, ["--model", str(always_l), "-b", "twelve", "--out", "outputs/eval-l", "-v"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert "Selected Tasks" in result.output, result.output  # -v: lm-eval's own log lines on screen too
+    assert "fatal: not a git repository" not in result.output  # never worth the screen
     items = [json.loads(line) for line in
              (project / "outputs" / "eval-l" / "model.twelve.items.jsonl").read_text().splitlines()]
     assert [(it["answer"], it["predicted"], it["correct"]) for it in items] == \

@@ -73,6 +73,11 @@ def test_baseline_writes_before_after_table_and_png(trained):
     # a 1-shot run is named so that it does not overwrite the default (zero-shot) one
     base, tuned = bm.load_result(eval_dir / "base.1shot.json"), bm.load_result(eval_dir / "finetuned.1shot.json")
     assert base["adapter"] is None and tuned["adapter"].endswith("outputs/demo-tiny")
+    # which weights each scored, so `report` can flag them once the adapter changes (train --resume)
+    from factory_kit.run import records
+
+    assert base["trained_weights"] is None
+    assert tuned["trained_weights"]["sha256"] == records.weights_identity(proj / "outputs" / "demo-tiny")["sha256"]
     assert base["shots"] == tuned["shots"] == 1 and base["mode"] == "loglikelihood"
     assert base["overall"]["n"] == tuned["overall"]["n"] == 12
     assert set(base["benchmarks"]["exam"]["subjects"]) == {"tcm_basic_theory", "tcm_pharmacology", "clinical_medicine"}

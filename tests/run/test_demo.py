@@ -31,3 +31,12 @@ def test_demo_end_to_end(project, tiny_model):
     assert losses[-1] < losses[0]
     answer = summary[summary.index("answer"):summary.index("total time")]
     assert len(answer.replace("answer", "").strip()) > 10, "the merged model produced no answer"
+    # the merged model says which adapter it came from; a new adapter makes `chat --merged` refuse it
+    from factory_kit.run import records
+
+    out_dir = project / "outputs" / "demo-tiny"
+    assert records.merged_from(out_dir / "merged")["sha256"] == records.weights_identity(out_dir)["sha256"]
+    (out_dir / "adapter_model.safetensors").write_bytes(b"another adapter")
+    chat = subprocess.run([str(exe), "chat", "recipes/demo-tiny.yaml", "--merged", "-q", "hi"], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    assert chat.returncode == 2 and "merged model is older than the adapter" in chat.stderr, chat.stderr

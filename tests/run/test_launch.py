@@ -34,10 +34,13 @@ def test_failure_names_command_and_last_error_line():
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "lower train.batch_size"),
     ("ValueError: Cannot find valid samples, check `data/README.md` for the data format.", "dataset's columns"),
     ("OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
-     "cached files.", "huggingface-cli download"),
+     "cached files.", "`hf download ID --local-dir models/NAME`"),
     ("ModuleNotFoundError: No module named 'deepspeed'", "pip install -e '.[deepspeed]'"),
     ("ImportError: Using `bitsandbytes` 4-bit quantization requires the latest version of bitsandbytes",
-     "pip install bitsandbytes"),
+     "pip install 'factory-kit[qlora]'"),
+    # what LLaMA-Factory 0.9.5 prints (check_version -> transformers' require_version) without bitsandbytes
+    ("importlib.metadata.PackageNotFoundError: No package metadata was found for The 'bitsandbytes>=0.39.0' "
+     "distribution was not found and is required by this application. ", "pip install 'factory-kit[qlora]'"),
 ])
 def test_known_failures_come_with_the_fix(line, fix):
     code = f"import sys; print('step 1'); print({line!r}, file=sys.stderr); sys.exit(1)"
@@ -45,6 +48,61 @@ def test_known_failures_come_with_the_fix(line, fix):
         launch.run([sys.executable, "-c", code], echo=False)
     message = str(err.value)
     assert "failed (exit 1)" in message and "; fix: " in message and fix in message, message
+
+
+def test_hub_hint_uses_hf_and_the_callers_terms():
+    """huggingface_hub 1.x refuses `huggingface-cli download`; `eval --model` has no recipe key to set."""
+    code = "import sys; print(\"OSError: Can't load tokenizer for 'Qwen/Qwen2.5-7B-Instruct'.\", file=sys.stderr); sys.exit(1)"
+    with pytest.raises(LaunchError) as err:
+        launch.run([sys.executable, "-c", code], echo=False,
+                   terms={"use_local": "pass `--model models/NAME`", "model": "Qwen/Qwen2.5-7B-Instruct"})
+    message = str(err.value)
+    assert "`hf download Qwen/Qwen2.5-7B-Instruct --local-dir models/NAME`" in message
+    assert "pass `--model models/NAME`" in message
+    assert "huggingface-cli" not in message and "set `model:" not in message and "recipe" not in message
+    with pytest.raises(LaunchError) as err:
+        launch.run([sys.executable, "-c", code], echo=False)  # train/export/chat: the recipe's key
+    assert "set `model: models/NAME` in the recipe" in str(err.value)
+
+
+TRACEBACK_CHILD = (
+    "import sys\n"
+    "print('loading model')\n"
+    "def load():\n"
+    "    raise OSError('Failed to load tokenizer.')\n"
+    "try:\n"
+    "    load()\n"
+    "except OSError as exc:\n"
+    "    raise ValueError('no model here') from exc\n")
+
+
+def test_tracebacks_go_to_the_log_not_the_screen(tmp_path, capsys, monkeypatch):
+    """A failing child: normal output streams, its (chained) traceback is one line naming the log,
+    the log keeps every line, and the error names the log too."""
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "outputs" / "run" / "factory-kit.log"
+    log.parent.mkdir(parents=True)
+    with pytest.raises(LaunchError) as err:
+        launch.run([sys.executable, "-c", TRACEBACK_CHILD], log_path=log)
+    screen = capsys.readouterr().out
+    assert "loading model" in screen
+    assert "Traceback" not in screen and 'File "<string>"' not in screen
+    assert "[traceback hidden: ValueError: no model here; full log: outputs/run/factory-kit.log]" in screen
+    assert len(screen.strip().splitlines()) == 2, screen
+    text = log.read_text()
+    assert text.count("Traceback (most recent call last):") == 2 and "OSError: Failed to load tokenizer." in text
+    assert str(err.value).endswith("full log: outputs/run/factory-kit.log")
+    with pytest.raises(LaunchError):  # no log to keep it: the traceback stays on screen
+        launch.run([sys.executable, "-c", TRACEBACK_CHILD])
+    assert "Traceback (most recent call last):" in capsys.readouterr().out
+
+
+def test_traceback_folder_handles_ranks_and_output_after():
+    folder = launch.TracebackFolder("x.log")
+    lines = ["[rank0]: Traceback (most recent call last):", '[rank0]:   File "t.py", line 1, in <module>',
+             "[rank0]:     boom()", "[rank0]: RuntimeError: boom", "", "E1124 torchrun: failed", "done"]
+    shown = [out for line in lines for out in folder.feed(line)] + folder.flush()
+    assert shown == ["[traceback hidden: RuntimeError: boom; full log: x.log]", "E1124 torchrun: failed", "done"]
 
 
 def test_unknown_failure_gets_no_made_up_fix():

@@ -58,12 +58,14 @@ def test_failed_child_fails_loudly(tiny_project):
 
 @pytest.mark.skipif(bool(__import__("shutil").which("nvidia-smi")), reason="needs a machine without a GPU")
 def test_bf16_recipe_on_a_cpu_machine_says_how_to_run_it(tiny_project):
-    """The shipped recipes default to bf16; on a CPU the failure says which recipe key to change."""
-    with pytest.raises(LaunchError) as err:
+    """The shipped recipes default to bf16; on a CPU train says which recipe key to change before it
+    launches (no LLaMA-Factory traceback, no log); the launch-time hint stays for what gets past."""
+    with pytest.raises(FactoryKitError) as err:
         train.train("recipes/demo-tiny.yaml", (*FAST, "precision=bf16"))
-    assert "doesn't support bf16" in str(err.value)
-    assert "fix: this machine has no GPU with bf16 for `precision: bf16`" in str(err.value)
+    assert not isinstance(err.value, LaunchError)
+    assert "`precision: bf16` needs a GPU with bf16 and this machine has none" in str(err.value)
     assert "--set precision=fp32" in str(err.value)
+    assert not (tiny_project / "outputs" / "demo-tiny" / "factory-kit.log").exists()
 
 
 def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
@@ -71,6 +73,11 @@ def test_cli_train_exit_code_and_output_dir_policy(tiny_project):
     bad = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", "--set", "llamafactory={lora_target: nope}"])
     assert bad.exit_code == 1
     assert bad.output.strip().splitlines()[-1].startswith("error: `")
+    # the child's traceback is in the run's log, not on the screen: one line for it, and the error names the log
+    assert "Traceback" not in bad.output and 'File "' not in bad.output, bad.output
+    assert "[traceback hidden: ValueError: " in bad.output
+    assert bad.output.strip().endswith("full log: outputs/demo-tiny/factory-kit.log")
+    assert "Traceback (most recent call last):" in (tiny_project / "outputs" / "demo-tiny" / "factory-kit.log").read_text()
     sets = ["--set", "overwrite=false", *[a for s in FAST for a in ("--set", s)]]
     first = runner.invoke(main, ["train", "recipes/demo-tiny.yaml", *sets])  # a failed start's logs don't block
     assert first.exit_code == 0, first.output
@@ -215,3 +222,18 @@ def test_ppo_against_a_reward_model_trained_here(tiny_project):
     assert "Running tokenizer on dataset" in text and "training example:" in text
     assert "Loaded adapter weights of reward model from outputs/tiny-rm" in text
     assert "trl>=0.8.6,<=0.9.6 is required" in text
+
+
+def test_trains_from_a_folder_and_model_path_with_spaces(tiny_project, tmp_path, monkeypatch):
+    """LLaMA-Factory 0.9.5 splits only the torchrun command line: a one-process run from `my proj` with
+    `model: models/my model` trains (check used to refuse both)."""
+    import shutil
+
+    spaced = tmp_path / "my proj"
+    shutil.copytree(tiny_project, spaced, symlinks=True)
+    (spaced / "models" / "my model").symlink_to((tiny_project / "models" / "tiny-qwen2").resolve())
+    monkeypatch.chdir(spaced)
+    monkeypatch.setenv("FACTORY_KIT_PROJECT", str(spaced))
+    result = train.train("recipes/demo-tiny.yaml", (*FAST, "train.epochs=1", "eval_datasets=[]", "model=models/my model"),
+                         echo=False)
+    assert result.losses and (spaced / "outputs" / "demo-tiny" / "adapter_model.safetensors").exists()
