@@ -1,6 +1,8 @@
 """Where things live.
 
-The *kit* directory holds what ships with factory-kit (templates/, recipes/, data/samples/).
+The *kit* directory holds what ships with factory-kit (templates/, recipes/, data/samples/): in an
+installed wheel the package's ``_shipped/`` folder (setup.py copies them there), in a checkout
+(editable install) the checkout's top-level folders. Both have the same layout.
 The *project* directory is the user's working folder (normally the current directory):
 recipes/, data/, dataset_info/, build/, outputs/, models/ are resolved against it.
 """
@@ -11,7 +13,8 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-KIT_DIR = PACKAGE_DIR.parent
+SHIPPED_DIR = PACKAGE_DIR / "_shipped"  # only in a built wheel
+KIT_DIR = SHIPPED_DIR if SHIPPED_DIR.is_dir() else PACKAGE_DIR.parent
 TEMPLATES_DIR = KIT_DIR / "templates"
 SHIPPED_RECIPES_DIR = KIT_DIR / "recipes"
 SAMPLES_DIR = KIT_DIR / "data" / "samples"
