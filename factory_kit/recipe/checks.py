@@ -338,7 +338,7 @@ def check_machine(ctx: dict[str, Any], project: Path, *, launching: bool = False
             missing = not importable(requirement)
             why = f"{_requirement_name(requirement)} is not installed" if missing else package_problem(requirement)
             if why:
-                message = f"{ctx['recipe_file']}: `{kind}: {row.name}` needs {requirement} ({why}): {' '.join(fix.split())}"
+                message = f"{ctx['recipe_file']}: `{kind}: {row.name}` needs {requirement} ({why}); {' '.join(fix.split())}"
                 if missing:
                     raise FactoryKitError(message)
                 problem(message)

@@ -72,6 +72,34 @@ def resume_hint(recipe: str | Path, output_dir: Path, project: Path) -> str:
             f"`factory-kit train {recipe} --overwrite`")
 
 
+def previous_dir(output_dir: Path) -> Path:
+    """Where an overwritten run waits until the run that replaces it completes."""
+    return output_dir.with_name(f".{output_dir.name}.previous")
+
+
+def _set_aside(output_dir: Path) -> Path:
+    """Move the older run out of the way (one rename, no copy); an even older one set aside by an
+    interrupted overwrite goes now (what is in output_dir is newer than it)."""
+    previous = previous_dir(output_dir)
+    if previous.exists():
+        shutil.rmtree(previous)
+    output_dir.rename(previous)
+    return previous
+
+
+def _after_stop(recipe: str | Path, output_dir: Path, previous: Path | None, project: Path) -> str:
+    """An interrupted overwrite: with no checkpoint of its own yet, the older run is put back as it
+    was; with one, both are kept (this one resumable, the older one beside it)."""
+    if previous is not None and last_checkpoint(output_dir) is None:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        previous.rename(output_dir)
+        return f"{paths.relative(output_dir, project)} is back as it was before this run (nothing changed)"
+    hint = resume_hint(recipe, output_dir, project)
+    if previous is not None:
+        hint += f"; the run it replaces is kept in {paths.relative(previous, project)} until one completes"
+    return hint
+
+
 def _policy_overrides(rendered: Rendered, output_dir: Path, project: Path, *, overwrite: bool,
                       resume: bool) -> list[str]:
     """What an output folder that already holds a run needs: resume from its checkpoint, replace it,
@@ -109,10 +137,12 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
     for message in rendered.warnings if on_warning is not None else ():
         on_warning(message)
     main_node = not (node_rank or 0) > 0
+    previous = None
     if rendered.context["overwrite"] and output_dir.exists() and main_node:
-        # stale checkpoints/logs from an older run must not mix in (only the main node clears:
-        # on a shared filesystem another node's clear would delete the main node's run)
-        shutil.rmtree(output_dir)
+        # stale checkpoints/logs from an older run must not mix in, but the older run is only set
+        # aside until this one completes (only the main node does it: on a shared filesystem
+        # another node's move would take the main node's run away)
+        previous = _set_aside(output_dir)
     train_yaml = rendered.files["train.yaml"].relative_to(project)
     output_dir.mkdir(parents=True, exist_ok=True)
     records.keep_rendered(rendered, output_dir)
@@ -126,13 +156,19 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
             launch.llamafactory("train", train_yaml, cwd=project, env=env, log_path=output_dir / "factory-kit.log",
                                 echo=echo)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {resume_hint(recipe_path, output_dir, project)}") from None
+        raise Interrupted(f"interrupted: {_after_stop(recipe_path, output_dir, previous, project)}") from None
     except SystemExit as exc:  # SIGTERM/SIGHUP (launch stopped the child): the same record, the same hint
         if not isinstance(exc.code, int) or exc.code <= 128:
             raise
-        raise Interrupted(f"stopped by signal {exc.code - 128}: {resume_hint(recipe_path, output_dir, project)}",
-                          exc.code) from None
+        raise Interrupted(f"stopped by signal {exc.code - 128}: "
+                          f"{_after_stop(recipe_path, output_dir, previous, project)}", exc.code) from None
+    except FactoryKitError as exc:
+        if previous is not None:
+            exc.args = (f"{exc.args[0]} (the previous run is kept in {paths.relative(previous, project)})",)
+        raise
     losses, eval_losses = records.read_losses(output_dir)
     if not losses and main_node:  # only the main node writes trainer_log.jsonl
         raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")
+    if main_node:  # this run (or the resumed one) is complete: the run it replaced goes now
+        shutil.rmtree(previous_dir(output_dir), ignore_errors=True)
     return TrainResult(rendered, output_dir, losses, eval_losses, time.time() - started, output_dir / "run.json")

@@ -222,8 +222,8 @@ def test_launch_checks_packages_and_the_trained_reward_model(registry_project, m
         checks.check_launch(out.context, registry_project)
     z3 = render("recipes/tcm-full-z3.yaml", write=False)
     monkeypatch.setattr(checks, "package_problem", lambda requirement: f"{requirement} is not installed")
-    with pytest.raises(FactoryKitError, match=r"`hardware: ds-z3` needs deepspeed \(deepspeed is not installed\): "
-                                              r"hardware ds-\* needs DeepSpeed"):
+    with pytest.raises(FactoryKitError, match=r"`hardware: ds-z3` needs deepspeed \(deepspeed is not installed\); "
+                                              r"install it with `pip install 'factory-kit\[deepspeed\]'`"):
         checks.check_launch(z3.context, registry_project)
 
 

@@ -28,14 +28,38 @@ def _complete_checkpoint(out: Path) -> Path | None:
     return train.last_checkpoint(out) if out.is_dir() else None
 
 
-def test_ctrl_c_records_an_interrupted_run_and_resume_finishes_it(tiny_project):
-    out = tiny_project / "outputs" / "demo-tiny"
-    sets = [*FAST, "train.max_steps=400", "train.save_steps=4"]
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _start(project: Path, sets: list[str]) -> subprocess.Popen:
     exe = str(Path(sys.executable).parent / "factory-kit")
-    proc = subprocess.Popen([exe, "train", "recipes/demo-tiny.yaml", *[a for s in sets for a in ("--set", s)]],
-                            cwd=tiny_project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([exe, "train", "recipes/demo-tiny.yaml", *[a for s in sets for a in ("--set", s)]],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_ctrl_c_records_an_interrupted_run_and_resume_finishes_it(tiny_project):
+    """Over a finished run (the recipe says `overwrite: true`): Ctrl-C before the new run saved
+    anything puts the finished run back byte for byte; Ctrl-C after a checkpoint keeps the new run
+    resumable and the finished one set aside, intact, until the new one completes."""
+    out = tiny_project / "outputs" / "demo-tiny"
+    train.train("recipes/demo-tiny.yaml", (*FAST, "train.max_steps=2"), echo=False)
+    finished = _files(out)
+    sets = [*FAST, "train.max_steps=400", "train.save_steps=4"]
+
+    proc = _start(tiny_project, sets)  # 1. stopped while LLaMA-Factory starts up: nothing changes
+    deadline = time.monotonic() + 120
+    while not (train.previous_dir(out).exists() and (out / "factory-kit.log").exists()):  # set aside, launched
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    screen = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130 and "is back as it was before this run" in screen, screen[-3000:]
+    assert _files(out) == finished and not train.previous_dir(out).exists()
+
+    proc = _start(tiny_project, sets)  # 2. stopped after a checkpoint: resumable, the finished run kept
     deadline = time.monotonic() + 240
-    while (checkpoint := _complete_checkpoint(out)) is None:
+    while not train.previous_dir(out).exists() or (checkpoint := _complete_checkpoint(out)) is None:
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint saved"
         time.sleep(0.1)
@@ -45,6 +69,7 @@ def test_ctrl_c_records_an_interrupted_run_and_resume_finishes_it(tiny_project):
     assert proc.returncode == 130, screen[-3000:]
     assert "Aborted" not in screen and "Traceback" not in screen, screen[-3000:]
     assert "factory-kit train recipes/demo-tiny.yaml --resume" in screen, screen[-3000:]
+    assert _files(train.previous_dir(out)) == finished, "the run being replaced must stay intact"
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted" and record["exit_code"] == 130, record
     assert record["error"] == "interrupted (Ctrl-C)"
@@ -61,6 +86,7 @@ def test_ctrl_c_records_an_interrupted_run_and_resume_finishes_it(tiny_project):
     assert resumed.losses[-1][0] == step + 2
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "succeeded" and record["exit_code"] == 0
+    assert not train.previous_dir(out).exists(), "a completed run drops the one it replaced"
 
 
 @pytest.mark.parametrize("stop,code,words", [(KeyboardInterrupt, 130, "interrupted: "),
