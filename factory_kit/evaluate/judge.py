@@ -20,9 +20,7 @@ from urllib.parse import urlparse
 
 from factory_kit.core import io, progress
 from factory_kit.core.errors import FactoryKitError
-
-CRITERIA = ("accuracy", "relevance", "completeness", "safety")
-TEMPLATE = "eval/judge.md.j2"
+from factory_kit.data.judging import CRITERIA, TEMPLATE, parse_scores, render_prompt  # noqa: F401 - re-exported
 
 
 def settings(model: str | None = None, base_url: str | None = None) -> tuple[str, str, str]:
@@ -44,49 +42,12 @@ def settings(model: str | None = None, base_url: str | None = None) -> tuple[str
     return base_url, model, key
 
 
-def render_prompt(question: str, reference: str | None, answer: str) -> str:
-    from factory_kit.core.templates import environment
-
-    return environment().get_template(TEMPLATE).render(question=question.strip(), reference=(reference or "").strip(),
-                                                       answer=answer.strip()).strip() + "\n"
-
-
 def _redactor():
     try:
         from factory_kit.data.pii import redact
     except ImportError:  # pragma: no cover - pii ships with factory-kit
         return lambda text: text
     return lambda text: redact(text)[0]
-
-
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-
-
-def parse_scores(text: str) -> dict[str, Any] | None:
-    """The four 1-5 scores from a judge reply (JSON, maybe fenced or after <think>), or None."""
-    text = _THINK.sub("", text or "")
-    if "<think>" in text:
-        text = text.split("</think>")[-1] if "</think>" in text else ""
-    candidates = re.findall(r"\{.*?\}", text, re.DOTALL) + re.findall(r"\{.*\}", text, re.DOTALL)
-    for chunk in candidates:
-        try:
-            data = json.loads(chunk)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(data, dict):
-            continue
-        scores = {}
-        for name in CRITERIA:
-            value = data.get(name)
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value.strip())
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 5:
-                break
-            scores[name] = float(value)
-        else:
-            scores["comment"] = str(data.get("comment", ""))[:500]
-            return scores
-    return None
 
 
 def _prompt_of(row: dict[str, Any]) -> str:
