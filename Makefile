@@ -6,15 +6,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.factory-kit-installed
+GGUF_BUILD_JOBS ?= 2
 
 .PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
+# The gguf extra builds llama-cpp-python from source: without LLaVA, GGUF_BUILD_JOBS jobs (~4 min on 2 cores;
+# 12 min without the flag); then llama.cpp's GGUF converter is fetched from its source archive (docs/shipping.md).
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test,deepspeed]"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$(GGUF_BUILD_JOBS) $(BIN)/python -m pip install -q -e ".[test,deepspeed,ray,gguf]"
+	$(BIN)/python -m factory_kit.ship.converter >/dev/null
 	@bash scripts/install-system-deps.sh
 	@touch $(STAMP)
 

@@ -23,6 +23,10 @@ SLOW_TESTS = {
     "test_data_llamafactory.py::test_every_written_shape_aligns_in_llamafactory",  # LF's loader, ~20 s
     "test_data_badinput.py::test_ten_megabyte_row",  # 10 MB row, imported twice, ~8 s
     "test_data_quality.py::test_streaming_memory_is_bounded",  # 200k rows in a child, ~8 s
+    "test_hub.py::test_push_commits_files_and_card_without_the_token",  # two `factory-kit push` children, ~12 s
+    "test_synth_kill.py::test_kill_9_mid_run_resumes_without_repeating_paid_calls",  # two CLI processes, ~10 s
+    "test_synth_kill.py::test_sigterm_stops_cleanly_and_sends_nothing_queued",  # a CLI process, ~4 s
+    "test_ray.py::test_local_ray_cluster_places_the_workers",  # a real local Ray cluster, ~30-50 s
 }
 
 

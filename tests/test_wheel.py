@@ -64,8 +64,11 @@ def test_wheel_carries_what_ships(wheel):
         assert files, folder
         for path in files:
             assert f"factory_kit/_shipped/{path.relative_to(ROOT).as_posix()}" in names, path
-    for name in ("lf_args.json", "models.yaml", "profiles.yaml"):
+    for name in ("lf_args.json", "models.yaml", "profiles.yaml", "ollama.yaml"):
         assert f"factory_kit/recipe/catalog/{name}" in names, name
+    assert "factory_kit/ship/pipeline.py" in names
+    for preset in (ROOT / "factory_kit" / "synth" / "endpoints").glob("*.yaml"):  # synth endpoint presets
+        assert f"factory_kit/synth/endpoints/{preset.name}" in names, preset
     assert not any(n.startswith(("tests/", "build/")) for n in names)
 
 

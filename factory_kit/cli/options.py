@@ -38,6 +38,10 @@ merged_option = click.option(
     "--merged", is_flag=True, help="Use the merged model from `export` instead of base + adapter.",
 )
 
+gguf_option = click.option("--gguf", default=None, is_flag=False, flag_value="", metavar="[TYPE|FILE]",
+                           help="Use the exported GGUF through llama-cpp-python: the recipe's first "
+                                "`export.gguf` type, a type (q4_k_m) or a .gguf file.")
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
 
 

@@ -58,6 +58,35 @@ def check(recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("recipe", callback=announce_recipe)
+@click.option("--gpu", default=None, help="GPU to fit: rtx4090, a100-40, a100-80, h100, h200, l40s, a10... "
+              "(default: the recipe's `nodes.gpu`, else its hardware profile's).")
+@click.option("--gpu-mem", type=float, default=None, help="Or the GPU's memory in GB.")
+@click.option("--gpus", type=click.IntRange(min=1), default=None,
+              help="GPUs in all (data-parallel; ZeRO shards over them). Default: the recipe's.")
+@set_option
+@friendly
+def plan(recipe: str, gpu: str | None, gpu_mem: float | None, gpus: int | None, overrides: tuple[str, ...]) -> None:
+    """Memory per GPU before launch: weights, gradients, optimizer states, activations; whether RECIPE
+    fits the GPU, and when it does not, the cheapest change that makes it fit."""
+    from factory_kit.core import paths
+    from factory_kit.recipe import plan as planner
+    from factory_kit.recipe.render import render as do_render
+
+    if gpu and gpu_mem:
+        raise click.UsageError("give --gpu or --gpu-mem, not both")
+    chosen = planner.find_gpu(gpu) if gpu else planner.custom_gpu(gpu_mem) if gpu_mem else None
+    out = do_render(recipe, overrides, write=False, check_data=False)
+    found = planner.plan_recipe(out.recipe, out.context, paths.project_dir(), chosen, gpus)
+    if found is None:
+        raise FactoryKitError(f"{out.recipe.path}: the size of model {out.context['model']} is unknown (no config.json "
+                              "here or in the Hugging Face cache, no size in its name): download it (`hf download "
+                              "ORG/NAME --local-dir models/NAME`) and set `model: models/NAME`")
+    for part in planner.plan_report(found, out.recipe.name):
+        console.print(part)
+
+
+@click.command()
+@click.argument("recipe", callback=announce_recipe)
 @set_option
 @friendly
 def show(recipe: str, overrides: tuple[str, ...]) -> None:
@@ -166,4 +195,4 @@ def cp(name: str, dest: Path | None, force: bool) -> None:
     click.echo(f"next: edit it, then: factory-kit check {recipe.stem if bare else paths.relative(recipe, Path.cwd())}")
 
 
-COMMANDS = [init, cp, render, check, show, ls_cmd, new]
+COMMANDS = [init, cp, render, check, plan, show, ls_cmd, new]

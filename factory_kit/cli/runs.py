@@ -1,4 +1,4 @@
-"""`factory-kit train`, `export`, `chat`, `serve`, `webui`, `demo`, `tiny-model`: parse, call
+"""`factory-kit train`, `export`, `push`, `chat`, `serve`, `webui`, `demo`, `tiny-model`: parse, call
 factory_kit.run, print."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from factory_kit.cli.options import announce_recipe, merged_option, set_option
+from factory_kit.cli.options import announce_recipe, gguf_option, merged_option, set_option
 from factory_kit.core.console import console, err_console, friendly, warn
 
 
@@ -18,10 +18,19 @@ from factory_kit.core.console import console, err_console, friendly, warn
 @click.option("--overwrite", is_flag=True, help="Replace a previous run in output_dir.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
 @click.option("--node-rank", type=int, default=None, help="This node's rank (multi-node).")
+@click.option("--print-node-commands", is_flag=True,
+              help="Print the command to run on every node (environment included) and launch nothing.")
 @friendly
-def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool, node_rank: int | None) -> None:
+def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool, node_rank: int | None,
+          print_node_commands: bool) -> None:
     """Render, check and run `llamafactory-cli train` for RECIPE."""
-    from factory_kit.run.train import train as do_train
+    from factory_kit.run.train import node_commands, train as do_train
+
+    if print_node_commands:
+        flags = (("--overwrite",) if overwrite else ()) + (("--resume",) if resume else ())
+        for line in node_commands(recipe, overrides, flags):
+            click.echo(line)
+        return
 
     try:
         result = do_train(recipe, overrides, overwrite=overwrite, resume=resume, node_rank=node_rank, on_warning=warn)
@@ -38,12 +47,29 @@ def train(recipe: str, overrides: tuple[str, ...], overwrite: bool, resume: bool
 @click.command()
 @click.argument("recipe", callback=announce_recipe)
 @set_option
+@click.option("--push", is_flag=True, help="Also upload to the recipe's `export.hub_repo` (token from HF_TOKEN).")
 @friendly
-def export(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Merge the trained adapter into the base model (`llamafactory-cli export`)."""
-    from factory_kit.run.model import export as do_export
+def export(recipe: str, overrides: tuple[str, ...], push: bool) -> None:
+    """Ship RECIPE's model as its `export:` block says: merge, GGUF, Ollama (and the Hub with --push)."""
+    from factory_kit.ship.pipeline import export as do_export
 
-    console.print(f"[green]exported[/] {do_export(recipe, overrides)}")
+    shipped = do_export(recipe, overrides, push=push, echo=lambda line: console.print(line, markup=False))
+    if shipped.ollama:
+        (console.print if shipped.ollama.startswith("ollama model") else warn)(shipped.ollama)
+    console.print(f"[green]exported[/] {shipped.model_dir}")
+    if shipped.hub_url:
+        console.print(f"[green]pushed[/] {shipped.hub_url}")
+
+
+@click.command()
+@click.argument("recipe", callback=announce_recipe)
+@set_option
+@friendly
+def push(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Upload what `factory-kit export` wrote to `export.hub_repo`, with a model card (token from HF_TOKEN)."""
+    from factory_kit.ship.pipeline import push as do_push
+
+    console.print(f"[green]pushed[/] {do_push(recipe, overrides)}")
 
 
 @click.command()
@@ -51,10 +77,22 @@ def export(recipe: str, overrides: tuple[str, ...]) -> None:
 @set_option
 @click.option("-q", "--question", default=None, help="Ask one question and print the answer (else interactive).")
 @merged_option
+@gguf_option
 @friendly
-def chat(recipe: str, overrides: tuple[str, ...], question: str | None, merged: bool) -> None:
-    """Chat with the trained model (`llamafactory-cli chat`)."""
+def chat(recipe: str, overrides: tuple[str, ...], question: str | None, merged: bool, gguf: str | None) -> None:
+    """Chat with the trained model (`llamafactory-cli chat`, or llama-cpp-python with --gguf)."""
     from factory_kit.run.model import chat as do_chat
+
+    if gguf is not None:
+        from factory_kit.ship import llamacpp, pipeline
+
+        path, s = pipeline.gguf_file(recipe, overrides, gguf)
+        opts = dict(max_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"], stop=s["stop"])
+        if question is None:
+            llamacpp.chat_loop(path, **opts)
+        else:
+            console.print(llamacpp.ask(path, question, **opts), markup=False)
+        return
 
     answer = do_chat(recipe, overrides, question=question, merged=merged)
     if answer is not None:
@@ -69,10 +107,17 @@ def chat(recipe: str, overrides: tuple[str, ...], question: str | None, merged: 
               help="Address to listen on: 127.0.0.1 serves this machine only, 0.0.0.0 every network "
                    "(LLaMA-Factory's API_HOST).")
 @merged_option
+@gguf_option
 @friendly
-def serve(recipe: str, overrides: tuple[str, ...], port: int, host: str, merged: bool) -> None:
-    """Serve the model on an OpenAI-compatible API (`llamafactory-cli api`)."""
+def serve(recipe: str, overrides: tuple[str, ...], port: int, host: str, merged: bool, gguf: str | None) -> None:
+    """Serve the model on an OpenAI-compatible API (`llamafactory-cli api`, or llama-cpp-python's with --gguf)."""
     from factory_kit.run.model import serve as do_serve
+
+    if gguf is not None:
+        from factory_kit.ship import llamacpp, pipeline
+
+        llamacpp.serve(pipeline.gguf_file(recipe, overrides, gguf)[0], host=host, port=port)
+        return
 
     do_serve(recipe, overrides, port=port, host=host, merged=merged)
 
@@ -111,4 +156,4 @@ def tiny_model_cmd(out: Path | None, force: bool) -> None:
     console.print(f"{'built' if built else 'cached'}: {path}")
 
 
-COMMANDS = [train, export, chat, serve, webui, demo, tiny_model_cmd]
+COMMANDS = [train, export, push, chat, serve, webui, demo, tiny_model_cmd]

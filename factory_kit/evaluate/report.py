@@ -138,6 +138,23 @@ def build_markdown(output_dir: Path, record: dict[str, Any], rendered: Any, proj
     return "\n".join(lines)
 
 
+def find_run(run: str, project: Path) -> tuple[Path, dict[str, Any], Any]:
+    """(output_dir, run.json record, Rendered or None) for a recipe or an output folder."""
+    return _find_run(run, project)
+
+
+def shared_sections(output_dir: Path, record: dict[str, Any], rendered: Any, project: Path,
+                    out_dir: Path) -> dict[str, list[str]]:
+    """The sections the report and the model card (ship/card.py) share: one run record, two views."""
+    eval_dir = output_dir / "eval"
+    results, _ = _split_stale(_benchmark_results(eval_dir), output_dir)
+    return {"benchmarks": _benchmark_section(results, eval_dir, project, out_dir, output_dir),
+            "generation": _generation_section(eval_dir, project, output_dir),
+            "judge": _judge_section(eval_dir),
+            "recipe": _recipe_section(output_dir, record, rendered, project),
+            "datasets": _dataset_section(record, rendered, project)}
+
+
 def _run_section(name: str, output_dir: Path, record: dict[str, Any], project: Path, rendered: Any) -> list[str]:
     from factory_kit.run.records import status_of
 

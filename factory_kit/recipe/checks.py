@@ -91,6 +91,30 @@ def check_combination(r, ctx: dict[str, Any]) -> None:
             fail(f"`template: {d['template']}` is not a LLaMA-Factory template"
                  + (f"; did you mean `{close[0]}`?" if close else "; `factory-kit ls models` shows each family's"))
 
+    check_export(r, ctx)
+
+
+def check_export(r, ctx: dict[str, Any]) -> None:
+    """The export block's steps need each other: GGUF needs merged weights, Ollama needs a GGUF."""
+    from factory_kit.recipe.schema import GGUF_TYPES
+
+    ex = r.data["export"]
+    gguf = ex["gguf"]
+    types = [t.strip().lower() for t in (gguf.split(",") if isinstance(gguf, str) else gguf or []) if str(t).strip()]
+    bad = [t for t in types if t not in GGUF_TYPES]
+    if bad:
+        import difflib
+
+        close = difflib.get_close_matches(bad[0], GGUF_TYPES, n=1)
+        raise FactoryKitError(f"{r.where('export.gguf')}: `export.gguf: {bad[0]}` is not a GGUF type factory-kit "
+                              + (f"writes (did you mean `{close[0]}`?); " if close else "writes; ")
+                              + f"use one or a list of {', '.join(GGUF_TYPES)}")
+    if types and ctx["adapter"] and not ex["merge"]:
+        raise FactoryKitError(f"{r.where('export.merge')}: `export.gguf` converts merged weights; set "
+                              "`export.merge: true` (or remove `export.gguf` to ship the adapter alone)")
+    if ex["ollama"] not in (False, None) and not types:
+        raise FactoryKitError(f"{r.where('export.ollama')}: Ollama loads a GGUF file; set `export.gguf` too "
+                              "(e.g. `export.gguf: q4_k_m`)")
 
 # Raw `llamafactory:` keys that shadow a recipe key: set through the raw section they would bypass the
 # recipe's checks and leave export.yaml / infer.yaml (rendered from the recipe) out of step.
@@ -342,9 +366,16 @@ def check_machine(ctx: dict[str, Any], project: Path, *, launching: bool = False
                 if missing:
                     raise FactoryKitError(message)
                 problem(message)
+    if ctx.get("deepspeed_check") and importable("deepspeed"):  # DeepSpeed's own config classes (imports torch)
+        from factory_kit.recipe import dsconfig
+
+        ds = ctx["deepspeed_check"]
+        dsconfig.check(ds["config"], ds["train"], dsconfig.world_size(ds["env"]), ds["source"])
     launcher = _torchrun_launcher_with_space(catalog.hardware()[ctx["hardware"]])
     if launcher:
         raise FactoryKitError(f"{ctx['recipe_file']}: {launcher}")
+    if ctx["hardware"] == "ray" and not _maybe_gpu(confirm=launching):
+        problem(f"{ctx['recipe_file']}: {RAY_NEEDS_GPUS}")
     hub = hub_model_problem(ctx["model"], project)
     if hub:
         problem(f"{ctx['recipe_file']}: {hub} and set `model: models/NAME`")
@@ -358,7 +389,7 @@ def _torchrun_launcher_with_space(hardware) -> str | None:
     """LLaMA-Factory 0.9.5 builds its torchrun command from its own file's path, split on spaces."""
     import importlib.util
 
-    if "FORCE_TORCHRUN" not in hardware.env:
+    if "FORCE_TORCHRUN" not in hardware.env and not hardware.deepspeed:
         return None
     spec = importlib.util.find_spec("llamafactory")
     origin = str(spec.origin) if spec and spec.origin else ""
@@ -444,6 +475,22 @@ def hub_model_problem(model: str, project: Path) -> str | None:
 
 
 GPU_TOOLS = ("nvidia-smi", "rocm-smi", "npu-smi", "xpu-smi", "hl-smi")  # a driver's tool on PATH: maybe a GPU
+
+
+# Measured with LLaMA-Factory 0.9.5 + Ray 2.60 on a machine without GPUs: the run waits forever at pg.ready().
+RAY_NEEDS_GPUS = ("`hardware: ray` needs a GPU on the machine that launches it: without one LLaMA-Factory 0.9.5 "
+                  "counts the cluster's CPUs as its devices and asks 10 CPUs for each, a placement group no "
+                  "cluster can satisfy, so the run would wait forever; for several processes on CPUs use "
+                  "`hardware: ddp` with `nodes.backend: gloo`")
+
+
+def _maybe_gpu(*, confirm: bool) -> bool:
+    """A GPU driver's tool on PATH (or /dev/nvidia0): maybe a GPU; ``confirm`` asks torch (seconds)."""
+    import shutil
+
+    if any(shutil.which(tool) for tool in GPU_TOOLS) or Path("/dev/nvidia0").exists():
+        return not confirm or _torch_has_bf16_device()
+    return confirm and _torch_has_bf16_device()
 
 
 def precision_problem(ctx: dict[str, Any], *, confirm: bool = False) -> str | None:

@@ -27,6 +27,10 @@ dataset_info/.dataset_info.lock
 data/**/.*.tmp
 # Imported datasets can be large and hold private (medical) text; uncomment to keep them out of git:
 # data/
+# factory-kit synth: the journal's lock file; the journal itself (synth/journal.jsonl) holds every paid
+# answer (your cache; redacted text) and synth/NAME/ the generated rows: uncomment to keep them out too
+synth/*.lock
+# synth/
 """
 
 README = """\

@@ -54,7 +54,7 @@ def _torchrun_space_problem(build_rel: str, name: str, hardware, where: str) -> 
         return None
     message = (f"{where}: " + TORCHRUN_SPLITS.format(name=name, first=build_rel.split(" ")[0])
                + f"; rename the recipe file (e.g. {name.replace(' ', '-')}.yaml)")
-    if "FORCE_TORCHRUN" in hardware.env:
+    if "FORCE_TORCHRUN" in hardware.env or hardware.deepspeed:
         raise FactoryKitError(message.replace("; rename", f" with `hardware: {hardware.name}`; rename"))
     return message.replace("; rename", " on a machine with several GPUs; fine on one, but rename")
 
@@ -81,6 +81,10 @@ def build_context(r: recipe_mod.Recipe, project: Path) -> dict[str, Any]:
     output_dir = d["output_dir"] or str((paths.outputs_dir(project) / r.name).relative_to(project))
     build_rel = str((paths.build_dir(project) / r.name).relative_to(project))
     space_warning = _torchrun_space_problem(build_rel, r.name, rows["hardware"], where)
+    if d.get("deepspeed_config") and not rows["hardware"].deepspeed:
+        raise FactoryKitError(f"{r.where('deepspeed_config')}: `deepspeed_config` needs a DeepSpeed hardware "
+                              f"(`factory-kit ls hardware`: ds-z2, ds-z3...); `hardware: {hardware}` does not start "
+                              "DeepSpeed")
     thinking = d["thinking"]
     if thinking is None and family is not None and family.thinking == "optional":
         thinking = False if rows["stage"].data != "pt" else None  # plain text has no chat turns
@@ -187,7 +191,9 @@ def render(
         ctx["dataset_formats"] = check_datasets(r, ctx, project / ctx["dataset_dir"])
     env = environment()
     out = Rendered(recipe=r, out_dir=project / ctx["build_dir"], context=ctx)
-    out.warnings = combination_warnings(r, ctx) + ctx["space_warnings"]
+    from factory_kit.recipe.plan import plan_warnings  # GPU memory against the recipe's GPU (recipe/plan.py)
+
+    out.warnings = combination_warnings(r, ctx) + plan_warnings(r, ctx, project) + ctx["space_warnings"]
     if check_data:
         out.warnings += thinking_warnings(r, ctx, project) + decontamination_warnings(r, project)
     overrides_map = ctx["overrides"]
@@ -199,7 +205,7 @@ def render(
     if ctx["adapter"]:
         texts["infer-merged.yaml"] = _render_template(env, "infer.yaml.j2", {**ctx, "merged": True}, {})
     if ctx["deepspeed"]:
-        texts["deepspeed.json"] = env.get_template("deepspeed/zero.json.j2").render(**ctx).strip() + "\n"
+        texts["deepspeed.json"] = _deepspeed_text(r, ctx, env, project)
     launch_env = launch_environment(ctx)
     if launch_env:
         texts["launch.env"] = "".join(
@@ -219,8 +225,10 @@ def render(
             more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
             raise FactoryKitError(f"{origin}: `llamafactory.{key}` in rendered {name}: {message}{more}")
         out.configs[name] = config
-    if "deepspeed.json" in texts:
-        json.loads(texts["deepspeed.json"])  # a template bug must not reach a GPU
+    if "deepspeed.json" in texts:  # checked by DeepSpeed's own classes in `check` and `train` (recipe.dsconfig)
+        source = ctx.pop("deepspeed_source", None) or f"{ctx['deepspeed']} (rendered for `hardware: {ctx['hardware']}`)"
+        ctx["deepspeed_check"] = {"config": json.loads(texts["deepspeed.json"]), "source": source,
+                                  "train": out.configs["train.yaml"], "env": launch_env}
     if write:
         out.out_dir.mkdir(parents=True, exist_ok=True)
         for stale in out.out_dir.glob("*"):
@@ -235,8 +243,41 @@ def render(
     return out
 
 
+def _deepspeed_text(r: recipe_mod.Recipe, ctx: dict[str, Any], env: jinja2.Environment, project: Path) -> str:
+    """deepspeed.json: rendered from deepspeed/zero.json.j2, or the recipe's own `deepspeed_config` file
+    copied as it is (so build/ and the run's record hold what ran), after a JSON check naming its line."""
+    own = r.data.get("deepspeed_config")
+    if not own:
+        return env.get_template("deepspeed/zero.json.j2").render(**ctx).strip() + "\n"
+    where = r.where("deepspeed_config")
+    path = Path(own) if Path(own).is_absolute() else project / own
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FactoryKitError(f"{where}: `deepspeed_config: {own}` cannot be read ({exc.__class__.__name__}: "
+                              f"{getattr(exc, 'strerror', None) or exc}); give a DeepSpeed JSON file relative to "
+                              "the project") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FactoryKitError(f"{own}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                              f"named by `deepspeed_config` in {where}") from None
+    if not isinstance(config, dict):
+        raise FactoryKitError(f"{own}: a DeepSpeed config is a JSON object ({{...}}); named by {where}")
+    ctx["deepspeed_source"] = f"{own} (`deepspeed_config` in {where})"
+    return text if text.endswith("\n") else text + "\n"
+
+
 def launch_environment(ctx: dict[str, Any]) -> dict[str, str]:
     """torchrun / ray variables that llamafactory-cli reads: the hardware row's ``env``, with
-    ``{nodes.count}`` and the like filled from the recipe's ``nodes`` section."""
+    ``{nodes.count}`` and the like filled from the recipe's ``nodes`` section. A DeepSpeed row always
+    launches through torchrun (FORCE_TORCHRUN=1), even on one GPU and even if its row forgets the variable:
+    LLaMA-Factory only starts DeepSpeed's distributed engine under torchrun."""
     nodes = SimpleNamespace(**ctx["nodes"])
-    return {key: str(value).format(nodes=nodes) for key, value in catalog.hardware()[ctx["hardware"]].env.items()}
+    row = catalog.hardware()[ctx["hardware"]]
+    env = {key: str(value).format(nodes=nodes) for key, value in row.env.items()}
+    if row.deepspeed:
+        env = {"FORCE_TORCHRUN": "1", **env}
+        env["FORCE_TORCHRUN"] = "1"  # a row's "0" would start DeepSpeed without its launcher
+        env.setdefault("NPROC_PER_NODE", str(nodes.gpus_per_node))
+    return env

@@ -31,6 +31,7 @@ class Range:
     shown: str  # short form for the key table
 
 
+GGUF_TYPES = ("f16", "q8_0", "q5_k_m", "q4_k_m")  # what `export.gguf` may list (ship/llamacpp.py writes them)
 POSITIVE = Range(lambda v: v > 0, "must be greater than 0", "> 0")
 FRACTION = Range(lambda v: 0 <= v < 1, "must be a fraction in [0, 1)", "in [0, 1)")
 PORT = Range(lambda v: 1 <= v <= 65535, "is not a TCP port (1-65535); the default is 29500", "1-65535")
@@ -88,7 +89,7 @@ SECTIONS = {
     "pref": "preference tuning (`stage: dpo`, `kto`)",
     "nodes": "machines and processes for `ds-*`, `multi-node` and `ray`",
     "predict": "generation on the eval data after training",
-    "export": "`factory-kit export`: merge the adapter into the base model",
+    "export": "`factory-kit export`: merge, GGUF, Ollama; `factory-kit push`: the Hub",
     "infer": "`factory-kit chat` and `serve`",
 }
 
@@ -113,6 +114,8 @@ FIELDS: tuple[Field, ...] = (
     key("mix.probs", list, None, "sampling probability per dataset when interleaving, e.g. [0.8, 0.2]; sums to 1",
         items=NUM),
     key("hardware", str, "single", "where it runs (`factory-kit ls hardware`)", choices="hardware"),
+    key("deepspeed_config", str, None, "your own DeepSpeed JSON (relative to the project), used instead of the "
+        "rendered one with a `ds-*` hardware; checked by DeepSpeed's config classes", shown_default="rendered"),
     key("precision", str, "bf16", "training dtype; fp32 on machines without a GPU",
         choices=("bf16", "fp16", "fp32")),
     key("thinking", bool, None, "`enable_thinking` for hybrid reasoning models (Qwen3); off for sft unless set",
@@ -143,7 +146,10 @@ FIELDS: tuple[Field, ...] = (
     key("train.gradient_checkpointing", bool, True, "recompute activations to save memory (slower)"),
     key("train.packing", bool, None, "pack short examples into full-length sequences",
         shown_default="LLaMA-Factory's (pt packs, sft does not)"),
-    key("train.workers", int, 4, "processes that tokenize the data", range=POSITIVE),
+    key("train.workers", int, 4, "processes that tokenize the data; unset, `train` uses one per CPU (at most 16; "
+        "1 for data under 4 MB)", range=POSITIVE, shown_default="4 in build/, sized by `train`"),
+    key("train.tokenized_cache", bool, True, "`train` reuses the tokenised data of an earlier run with the same "
+        "data, tokenizer and data keys (`.cache/tokenized/`; LLaMA-Factory's `tokenized_path`)"),
     key("train.plot_loss", bool, True, "save loss curve images in `output_dir`"),
     key("lora.rank", int, 16, "adapter rank: its size and capacity", range=POSITIVE),
     key("lora.alpha", int, 32, "adapter scaling, usually twice the rank", range=POSITIVE),
@@ -162,27 +168,31 @@ FIELDS: tuple[Field, ...] = (
     key("pref.ftx", NUM, 0.0, "weight of an added supervised loss on the preferred answers"),
     key("nodes.count", int, 1, "machines (`hardware: multi-node` or `ray`)", range=POSITIVE),
     key("nodes.gpus_per_node", int, 1, "GPUs per machine (NPROC_PER_NODE)", range=POSITIVE),
+    key("nodes.gpu", str, None, "the GPU each process runs on (`factory-kit plan --gpu` names them: rtx4090, "
+        "a100-80, h100...): `check` warns when the recipe does not fit it", shown_default="the hardware profile's"),
     key("nodes.master_addr", str, "127.0.0.1", "address of node 0 (MASTER_ADDR); needed for multi-node"),
     key("nodes.master_port", int, 29500, "TCP port on node 0 (MASTER_PORT)", range=PORT),
     key("nodes.backend", str, None, "torch.distributed backend for multi-node (`ddp_backend`)",
         choices=("nccl", "gloo"), shown_default="torch's"),
     key("nodes.ray_workers", int, 1, "Ray Train workers (`hardware: ray`)", range=POSITIVE),
+    key("nodes.ray_address", str, None, "an existing Ray cluster to join (`auto`, `HOST:6379`, `ray://HOST:10001`); "
+        "unset: a local one sized to `nodes.gpus_per_node` starts with the run", shown_default="local cluster"),
     key("predict.enabled", bool, False, "after training, generate answers for the eval data and score them (sft)"),
     key("predict.max_new_tokens", int, 512, "length limit of those answers, in tokens", range=POSITIVE),
-    refuse("export.merge", bool,
-           "is not needed: `factory-kit export` always merges the adapter into the base model "
-           "(into `outputs/<recipe>/merged`, or `export.dir`); remove the key"),
+    key("export.merge", bool, True, "merge the adapter into the base model; `false` ships the adapter alone "
+        "(GGUF and Ollama need the merge)"),
     key("export.dir", str, None, "where `factory-kit export` writes the merged model",
         shown_default="`<output_dir>/merged`"),
     key("export.size_gb", int, 5, "largest shard of the merged model, in GB", range=POSITIVE),
-    refuse("export.gguf", str,
-           "is not supported yet: `factory-kit export` merges the adapter (merged model in "
-           "`outputs/<recipe>/merged`); convert it with llama.cpp's convert_hf_to_gguf.py"),
-    refuse("export.ollama", bool,
-           "is not supported yet: `factory-kit export` writes an Ollama Modelfile next to the merged model "
-           "(`outputs/<recipe>/merged`); run `ollama create NAME -f Modelfile` there, after converting to GGUF "
-           "with llama.cpp's convert_hf_to_gguf.py if Ollama cannot import the architecture"),
-    key("export.hub_repo", str, None, "also push the merged model to this Hugging Face Hub repo (HF_TOKEN)"),
+    key("export.gguf", (str, list), None, "GGUF files for llama.cpp / Ollama in `<output_dir>/gguf/`: "
+        "f16, q8_0, q5_k_m, q4_k_m, or a list (the `gguf` extra)", items=(str,)),
+    key("export.gguf_pre_tokenizer", str, None, "llama.cpp pre-tokenizer for a tokenizer its converter does not "
+        "recognise (e.g. qwen2, llama-bpe, gpt-2)"),
+    key("export.ollama", (bool, str), False, "write an Ollama Modelfile beside the first GGUF and `ollama create` "
+        "it (`true`: named after the recipe, or the model name)"),
+    key("export.hub_repo", str, None, "the Hub repo `factory-kit push` / `export --push` uploads to "
+        "(token from HF_TOKEN)"),
+    key("export.hub_private", bool, True, "create the Hub repo private"),
     key("infer.backend", str, "huggingface", "inference engine", choices=("huggingface", "vllm", "sglang")),
     key("infer.max_new_tokens", int, 512, "answer length limit, in tokens", range=POSITIVE),
     key("infer.temperature", NUM, 0.7, "sampling temperature"),

@@ -4,7 +4,9 @@ policy (refuse to mix runs; --overwrite replaces, --resume continues from the la
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from factory_kit.core import paths
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.recipe.checks import check_launch
 from factory_kit.recipe.render import Rendered, render
-from factory_kit.run import launch, records
+from factory_kit.run import launch, records, tokcache
 
 RESULT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
                 "model.safetensors.index.json", "trainer_state.json")
@@ -122,6 +124,58 @@ def _policy_overrides(rendered: Rendered, output_dir: Path, project: Path, *, ov
     )
 
 
+def node_commands(recipe_path: str | Path, overrides: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> list[str]:
+    """The exact shell command for every node of the recipe's hardware, one line each: the launch
+    environment (NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT for `multi-node`) and the
+    same `factory-kit train` call (with --node-rank on a multi-node recipe). Run line N on node N; every
+    node needs the same project (recipe, data, model path). One line for single-node hardware."""
+    rendered = render(recipe_path, overrides, project=paths.project_dir(), write=False)
+    env = rendered.env
+    base = ["factory-kit", "train", str(recipe_path), *(a for s in overrides for a in ("--set", s)), *flags]
+    ranks = range(int(rendered.context["nodes"]["count"])) if "NNODES" in env else [None]
+    lines = []
+    for rank in ranks:
+        node_env = dict(env) if rank is None else {**env, "NODE_RANK": str(rank)}
+        command = base if rank is None else [*base, "--node-rank", str(rank)]
+        lines.append(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in node_env.items()), shlex.join(command)]))
+    return lines
+
+
+# Tokenising workers when the recipe leaves `train.workers` unset: one per CPU, at most 16, but one for
+# small data. Measured (LLaMA-Factory 0.9.5, tiny BPE tokenizer, 20k alpaca rows = 10.5 MB, cutoff 256, a
+# shared 2-core box): 1 worker formats in 1 s and tokenises in 20 s (~1,000 rows/s); 2 workers format in
+# 5 s (the pool's start) and tokenise in 20 s (no core was free). A pool costs ~4 s, so it can pay only
+# from ~8k rows (~4 MB) even with idle cores; 16 is LLaMA-Factory's own examples' setting. The tokenised
+# cache makes this a first-run cost only (the second run loaded the same 20k rows in 0.05 s).
+SMALL_DATA_BYTES = 4 << 20
+MAX_WORKERS = 16
+
+
+def machine_workers(data_bytes: int, cpus: int | None = None) -> int:
+    """Preprocessing workers for this machine and this much data."""
+    if data_bytes < SMALL_DATA_BYTES:
+        return 1
+    return max(1, min(cpus or os.cpu_count() or 1, MAX_WORKERS))
+
+
+def _speed_overrides(rendered: Rendered, project: Path, *, cache: bool = True) -> tuple[list[str], Path | None]:
+    """Settings `train` sizes to this machine and this data (not `render`: rendered files stay the same on
+    every machine): preprocessing workers (unless the recipe sets `train.workers`), and the tokenised-data
+    cache (run/tokcache.py: the first run saves it, later runs with the same data, tokenizer and data keys
+    skip preprocessing; not with `train.tokenized_cache: false` or a raw `tokenized_path`)."""
+    config = rendered.configs["train.yaml"]
+    sets: list[str] = []
+    if rendered.recipe.origins.get("train.workers", "default") == "default":
+        sets.append(f"train.workers={machine_workers(tokcache.data_bytes(config, project))}")
+    if not cache or not rendered.context["train"].get("tokenized_cache", True) or "tokenized_path" in config:
+        return sets, None
+    key = tokcache.cache_key(config, project)
+    if key is None:
+        return sets, None
+    rel, _ = tokcache.prepare(key, project)
+    return [*sets, f"llamafactory.tokenized_path={rel}"], project / rel
+
+
 def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite: bool = False,
           resume: bool = False, node_rank: int | None = None, echo: bool = True,
           on_warning: Callable[[str], None] | None = None) -> TrainResult:
@@ -133,10 +187,15 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
     extra = _policy_overrides(rendered, output_dir, project, overwrite=overwrite, resume=resume)
     if extra:
         rendered = render(recipe_path, (*overrides, *extra), project=project)
+    main_node = not (node_rank or 0) > 0
+    # only the main node uses the tokenised cache: another one preprocesses for itself (and must not remove
+    # the main node's unsealed cache folder on a shared filesystem)
+    speed, cache = _speed_overrides(rendered, project, cache=main_node)
+    if speed:
+        rendered = render(recipe_path, (*overrides, *extra, *speed), project=project)
     check_launch(rendered.context, project)  # packages and a trained reward model, before any launch
     for message in rendered.warnings if on_warning is not None else ():
         on_warning(message)
-    main_node = not (node_rank or 0) > 0
     previous = None
     if rendered.context["overwrite"] and output_dir.exists() and main_node:
         # stale checkpoints/logs from an older run must not mix in, but the older run is only set
@@ -166,6 +225,9 @@ def train(recipe_path: str | Path, overrides: tuple[str, ...] = (), *, overwrite
         if previous is not None:
             exc.args = (f"{exc.args[0]} (the previous run is kept in {paths.relative(previous, project)})",)
         raise
+    finally:
+        if cache is not None:  # saved by LLaMA-Factory (even if training failed after it): reusable from now on
+            tokcache.seal(cache, output_dir / "factory-kit.log")
     losses, eval_losses = records.read_losses(output_dir)
     if not losses and main_node:  # only the main node writes trainer_log.jsonl
         raise FactoryKitError(f"{output_dir}: training exited 0 but logged no loss (trainer_log.jsonl is empty)")

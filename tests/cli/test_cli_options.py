@@ -38,11 +38,13 @@ def test_shared_options_are_one_declaration():
         assert opt.opts == ["--set"] and opt.help.startswith("Override a recipe value"), name
     helps = {_params(commands[name])["merged"].help for name in ("chat", "serve", "eval")}
     assert len(helps) == 1
+    assert len({_params(commands[name])["gguf"].help for name in ("chat", "serve")}) == 1
 
 
 def test_every_command_is_still_there():
-    assert set(main.commands) == {"init", "cp", "render", "check", "show", "ls", "new", "train", "export", "chat",
-                                  "serve", "webui", "demo", "tiny-model", "data", "eval", "compare", "report"}
+    assert set(main.commands) == {"init", "cp", "render", "check", "show", "ls", "new", "train", "export", "push",
+                                  "chat", "serve", "webui", "demo", "tiny-model", "data", "eval", "compare", "report", "synth",
+                                  "plan", "doctor"}
 
 
 def test_cli_modules_launch_and_write_nothing_themselves():

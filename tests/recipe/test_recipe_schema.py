@@ -96,26 +96,51 @@ def test_every_field_is_defined_once_with_help_and_a_default_it_accepts():
     assert set(schema.SECTIONS) == {x.section for x in FIELDS if x.section}
 
 
-@pytest.mark.parametrize("field", REFUSED, ids=lambda x: x.key)
-def test_refused_keys_say_what_to_use(tmp_path, field):
+KEPT_FOR_LATER = schema.refuse("export.sign", bool, "is not supported yet: sign the files yourself")
+
+
+def with_refused(monkeypatch) -> None:
+    """The schema plus a made-up refused key (no shipped key is refused now)."""
+    real = recipe_mod.fields
+    monkeypatch.setattr(recipe_mod, "fields", lambda: (*real(), KEPT_FOR_LATER))
+
+
+def test_refused_keys_say_what_to_use(tmp_path, monkeypatch):
+    """The mechanism, on a made-up key (the export keys it once refused act now: tests/ship)."""
+    with_refused(monkeypatch)
     (tmp_path / "r.yaml").write_text("model: Qwen/Qwen2.5-7B-Instruct\ndatasets: [a]\n")
-    value = {bool: "true", str: "q8_0"}[field.types[0]]
     with pytest.raises(FactoryKitError) as err:
-        recipe_mod.load(tmp_path / "r.yaml", [f"{field.key}={value}"])
-    assert str(err.value) == f"--set: `{field.key}` {field.refused}"
+        recipe_mod.load(tmp_path / "r.yaml", ["export.sign=true"])
+    assert str(err.value) == f"--set: `export.sign` {KEPT_FOR_LATER.refused}"
     # null means unset, as for every key; a refused key is not filled in with a default either
-    r = recipe_mod.load(tmp_path / "r.yaml", [f"{field.key}=null"])
-    assert field.name not in r.data[field.section]
+    r = recipe_mod.load(tmp_path / "r.yaml", ["export.sign=null"])
+    assert "sign" not in r.data["export"]
     # refused keys are not offered as suggestions or listed as what a section holds
-    with pytest.raises(FactoryKitError, match=r"must be a mapping of dir, size_gb, hub_repo$"):
+    with pytest.raises(FactoryKitError, match=r"must be a mapping of merge, dir, size_gb, gguf, gguf_pre_tokenizer, "
+                                              r"ollama, hub_repo, hub_private$"):
         recipe_mod.load(tmp_path / "r.yaml", ["export=3"])
 
 
-def test_refused_keys_name_a_replacement():
-    texts = {x.key: x.refused for x in REFUSED}
-    assert set(texts) == {"export.merge", "export.gguf", "export.ollama"}
-    assert "convert_hf_to_gguf.py" in texts["export.gguf"] and "ollama create" in texts["export.ollama"]
-    assert "always merges" in texts["export.merge"]
+def test_export_keys_act_now_and_are_checked(tmp_path):
+    """export.merge / gguf / ollama were refused until `factory-kit export` acted on them."""
+    assert not REFUSED
+    (tmp_path / "r.yaml").write_text("model: Qwen/Qwen2.5-7B-Instruct\ndatasets: [a]\n")
+    r = recipe_mod.load(tmp_path / "r.yaml", ["export.gguf=[f16, q4_k_m]", "export.ollama=tcm", "export.merge=true"])
+    assert r.data["export"]["gguf"] == ["f16", "q4_k_m"] and r.data["export"]["ollama"] == "tcm"
+    defaults = recipe_mod.load(tmp_path / "r.yaml").data["export"]
+    assert defaults["merge"] is True and defaults["ollama"] is False and defaults["hub_private"] is True
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["export.gguf=q3_k"], r"`export.gguf: q3_k` is not a GGUF type factory-kit writes; use one or a list of "
+                           r"f16, q8_0, q5_k_m, q4_k_m"),
+    (["export.gguf=q4_k_m", "export.merge=false"], r"--set: `export.gguf` converts merged weights; set "
+                                                   r"`export.merge: true`"),
+    (["export.ollama=true"], r"--set: Ollama loads a GGUF file; set `export.gguf` too"),
+])
+def test_export_steps_that_need_each_other_fail_at_check(registry_project, sets, message):
+    with pytest.raises(FactoryKitError, match=message):
+        render("recipes/tcm-lora.yaml", sets, write=False)
 
 
 def test_shipped_recipes_set_no_refused_keys():
@@ -182,11 +207,11 @@ ACTS = {
     "nodes.master_port": (MULTI, "nodes.master_port=29501"),
     "nodes.backend": (MULTI, "nodes.backend=gloo"),
     "nodes.ray_workers": (["hardware=ray"], "nodes.ray_workers=2"),
+    "nodes.ray_address": (["hardware=ray"], "nodes.ray_address=auto"),
     "predict.enabled": ([], "predict.enabled=true"),
     "predict.max_new_tokens": (["predict.enabled=true"], "predict.max_new_tokens=64"),
     "export.dir": ([], "export.dir=outputs/merged-here"),
     "export.size_gb": ([], "export.size_gb=2"),
-    "export.hub_repo": ([], "export.hub_repo=me/tcm-lora"),
     "infer.backend": ([], "infer.backend=vllm"),
     "infer.max_new_tokens": ([], "infer.max_new_tokens=256"),
     "infer.temperature": ([], "infer.temperature=0.3"),
@@ -198,6 +223,15 @@ ACTS_ELSEWHERE = {
     "extends": "read by load (test_recipes.py::test_extends_merges_maps_and_replaces_lists)",
     "description": "shown by `factory-kit ls recipes` (test_recipes.py::test_ls_and_new)",
     "reward_model": "resolved by recipe/reward.py into train.yaml's reward_model (the ppo tests)",
+    "deepspeed_config": "copied to deepspeed.json, checked by DeepSpeed (tests/recipe/test_dsconfig.py)",
+    "train.tokenized_cache": "run/train.py points LLaMA-Factory at the cache (tests/run/test_tokcache.py)",
+    "nodes.gpu": "the GPU recipe/plan.py sizes the recipe for (test_plan.py::test_shipped_recipes_fit_their_hardware...)",
+    "export.merge": "ship/pipeline.py (tests/ship/test_ship_real.py, test_export_steps_that_need_each_other...)",
+    "export.gguf": "ship/llamacpp.py (tests/ship/test_ship_real.py::test_export_merges_converts_quantises_and_runs)",
+    "export.gguf_pre_tokenizer": "ship/converter.py (tests/ship/test_ship_real.py, tests/ship/test_converter.py)",
+    "export.ollama": "ship/ollama.py (tests/ship/test_ollama.py)",
+    "export.hub_repo": "ship/hub.py (tests/ship/test_hub.py)",
+    "export.hub_private": "ship/hub.py (tests/ship/test_hub.py::test_push_commits_files_and_card_without_the_token)",
 }
 
 
@@ -217,12 +251,13 @@ def test_setting_the_key_changes_what_renders(registry_project, key):
 
 def test_ls_keys_prints_the_schema(registry_project, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps long cells in narrow tables
+    with_refused(monkeypatch)
     out = CliRunner().invoke(main, ["ls", "keys"])
     assert out.exit_code == 0, out.output
     for x in FIELDS:
         assert x.key in out.output
     assert "adapter rank" in out.output and "refused" in out.output
     md = CliRunner().invoke(main, ["ls", "keys", "--markdown"])
-    assert md.exit_code == 0 and md.output == key_table(markdown=True)
+    assert md.exit_code == 0 and md.output == key_table(markdown=True) and "export.sign" in md.output
     wrong = CliRunner().invoke(main, ["ls", "models", "--markdown"])
     assert wrong.exit_code == 2 and "--markdown goes with" in wrong.output

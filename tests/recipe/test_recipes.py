@@ -46,8 +46,8 @@ BAD_CASES = {
     "zero_epochs.yaml": ["`train.epochs: 0` must be greater than 0"],
     "raw_predict_z3.yaml": ["raw_predict_z3.yaml", "`llamafactory.do_predict` replaces a recipe setting",
                             "set `predict.enabled`"],
-    "export_gguf.yaml": ["export_gguf.yaml", "`export.gguf` is not supported yet", "convert_hf_to_gguf.py"],
-    "export_merge.yaml": ["export_merge.yaml", "`export.merge` is not needed", "always merges the adapter"],
+    "export_gguf.yaml": ["export_gguf.yaml", "`export.gguf: q4_km` is not a GGUF type", "did you mean `q4_k_m`?"],
+    "export_merge.yaml": ["export_merge.yaml", "`export.gguf` converts merged weights", "`export.merge: true`"],
 }
 
 

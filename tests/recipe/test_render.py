@@ -70,12 +70,13 @@ METHOD_KEYS = {  # what each method writes into train.yaml (None: the key is abs
 TORCHRUN = {"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "1"}
 HARDWARE_EXPECTED = {  # hardware -> (train.yaml names a deepspeed file, launch env, ray_* keys)
     "single": (False, {}, {}),
+    "ddp": (False, TORCHRUN, {}),
     "ds-z2": (True, TORCHRUN, {}),
     "ds-z3": (True, TORCHRUN, {}),
     "ds-z3-offload": (True, TORCHRUN, {}),
     "multi-node": (False, {**TORCHRUN, "NNODES": "2", "MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "29500",
                            "NODE_RANK": "0"}, {}),
-    "ray": (False, {"USE_RAY": "1"}, {"ray_num_workers": 1}),
+    "ray": (False, {"USE_RAY": "1"}, {"ray_num_workers": 1, "ray_init_kwargs": {"num_cpus": 10, "num_gpus": 1}}),
 }
 
 

@@ -105,6 +105,7 @@ class Hardware(Row):
     distributed: bool = False
     deepspeed: dict | None = field(default=None, hash=False)  # {stage: 2|3, offload: [optimizer, param]}
     env: dict = field(default_factory=dict, hash=False)
+    gpu: str = ""  # catalog/gpus.yaml row `check` sizes recipes against (a recipe's `nodes.gpu` wins)
 
     @property
     def zero_stage(self) -> int:
