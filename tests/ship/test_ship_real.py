@@ -4,6 +4,10 @@ files back with the `gguf` package, and load and run them with llama-cpp-python.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import sys
 import time
 
@@ -96,6 +100,7 @@ def test_export_merges_converts_quantises_and_runs(tiny_project, capsys):
     res = CliRunner().invoke(main, ["chat", "recipes/demo-tiny.yaml", "--gguf", "q8_0", "-q", "黄芪的功效？",
                                     "--set", "infer.max_new_tokens=4", "--set", GGUF_SETS[0]])
     assert res.exit_code == 0, res.output
+    _served_answers(tiny_project)  # `serve --gguf`: the same file on an OpenAI-compatible API
     missing = CliRunner().invoke(main, ["chat", "recipes/demo-tiny.yaml", "--gguf", "q5_k_m", "-q", "hi"])
     assert missing.exit_code == 2
     assert "gguf/demo-tiny-q5_k_m.gguf: not written yet; run `factory-kit export recipes/demo-tiny.yaml`" in \
@@ -110,3 +115,38 @@ def test_serve_gguf_without_the_server_extras_says_what_to_install(monkeypatch, 
         llamacpp.serve(tmp_path / "m.gguf", host="127.0.0.1", port=8000)
     with pytest.raises(FactoryKitError, match=r"no GGUF file here"):
         llamacpp.serve(tmp_path / "none.gguf", host="127.0.0.1", port=8000)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _served_answers(tiny_project) -> None:
+    """`serve --gguf` for real: llama-cpp-python's server on the quantised file, asked through `openai`."""
+    import openai
+
+    port = _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "factory-kit")
+    proc = subprocess.Popen([exe, "serve", "recipes/demo-tiny.yaml", "--gguf", "q4_k_m", "--port", str(port),
+                             "--set", "export.gguf=q4_k_m"], cwd=tiny_project, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=30)
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                models = client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline, "the GGUF server did not start"
+                time.sleep(0.3)
+        assert any(m.id.endswith("demo-tiny-q4_k_m.gguf") for m in models.data), models
+        reply = client.chat.completions.create(model=models.data[0].id, max_tokens=6, temperature=0.0,
+                                               messages=[{"role": "user", "content": "黄芪的功效？"}])
+        assert reply.usage.completion_tokens > 0 and reply.choices[0].message.content is not None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
