@@ -26,7 +26,7 @@ demo: install
 	$(BIN)/factory-kit demo
 
 test: install
-	FACTORY_KIT_REQUIRE_BROWSER=1 FACTORY_KIT_REQUIRE_CJK_FONT=1 $(BIN)/python -m pytest -q tests
+	FACTORY_KIT_REQUIRE_BROWSER=1 FACTORY_KIT_REQUIRE_CJK_FONT=1 $(BIN)/python -m pytest -q --durations=15 tests
 
 # the `slow` marker is assigned in tests/conftest.py
 test-fast: install

@@ -8,7 +8,8 @@ Generates short Chinese clinical rows (deterministic, seeded) with planted dupli
 copies, ~4% near copies (1-3 characters changed, or punctuation/digits rewritten) of an earlier
 row. Each import runs in a fresh subprocess (peak memory = its own VmHWM, plus any worker
 processes sampled every 20 ms). ``near-datasketch`` is the import with the previous deduper (kept
-below as ``LegacyNearDeduper``) patched in, so everything else is the same code.
+below as ``LegacyNearDeduper``) patched in, so everything else is the same code; it runs without
+worker processes, as near dedup did before (the new one's workers sketch the rows).
 Writes bench/results/dedup_bench.json and prints medians.
 """
 
@@ -144,7 +145,9 @@ def worker(kind: str, src: str, work: str) -> dict:
     if kind == "near-datasketch":
         dedup.make = lambda mode, threshold=0.85, ngram=3: LegacyNearDeduper(threshold, ngram=ngram)
     t = time.perf_counter()
-    r = import_source(src, "bench", project=Path(work), dedup="exact" if kind == "exact" else "near")
+    # the datasketch deduper sketches in the main process, as before (no worker processes)
+    r = import_source(src, "bench", project=Path(work), dedup="exact" if kind == "exact" else "near",
+                      workers=0 if kind == "near-datasketch" else None)
     return {"seconds": time.perf_counter() - t, "accepted": r.accepted, "duplicates": r.duplicates}
 
 

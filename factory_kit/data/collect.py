@@ -17,7 +17,7 @@ import orjson
 from factory_kit.core import io
 from factory_kit.core.errors import FactoryKitError
 from factory_kit.data.convert import Converter, Rejected, Unit, dumps
-from factory_kit.data.dedup import ExactDeduper
+from factory_kit.data.dedup import ExactDeduper, NearDeduper
 from factory_kit.data.formats.alpaca import to_sharegpt
 from factory_kit.data.parallel import Packed
 
@@ -108,19 +108,25 @@ class Collector:
                                          tag=tag), duplicate=True)
 
     # -- taking units ----------------------------------------------------------------------------
-    def take(self, units: list[Unit], source: str, original_of: Callable[[Any], Any] | None = None) -> None:
+    def take(self, units: list[Unit], source: str, original_of: Callable[[Any], Any] | None = None,
+             sketched: list[int] | None = None) -> None:
         """Units of ``source`` in order; ``original_of`` turns an accepted row's ``original``
-        token into what a duplicate's quarantine record shows (default: the token itself)."""
+        token into what a duplicate's quarantine record shows (default: the token itself);
+        ``sketched``: the accepted rows' exact-dedup hashes, their near-dedup sketches given to
+        the deduper already (:meth:`take_packed`)."""
         sid = self.source_id(source)
         deduper, out = self.deduper, self.out
-        if len(units) > 1 and hasattr(deduper, "prepare"):  # near dedup sketches a block at once
+        exact_hashes = iter(sketched) if sketched is not None else None
+        if exact_hashes is None and len(units) > 1 and hasattr(deduper, "prepare"):  # near dedup sketches a block at once
             deduper.prepare([u.key for u in units if type(u) is not Rejected and u.hash is None])
         for u in units:
             if type(u) is Rejected:
                 self.quarantine(u)
                 continue
             if deduper is not None:
-                hit = deduper.check(u.hash if u.hash is not None else u.key, (sid << _LOC_BITS) | u.line | u.tag)
+                loc = (sid << _LOC_BITS) | u.line | u.tag
+                hit = deduper.check_sketched(next(exact_hashes), loc) if exact_hashes is not None \
+                    else deduper.check(u.hash if u.hash is not None else u.key, loc)
                 if hit is not None:
                     if isinstance(hit, tuple):
                         first_loc, sim = hit
@@ -152,14 +158,21 @@ class Collector:
             return orjson.loads(chunk[span[0]:span[1]])
 
         deduper = self.deduper
-        if packed.multi or self.multi or (deduper is not None and not isinstance(deduper, ExactDeduper)):
-            self.take(packed.units(), source, original_of)
+        near = packed.near is not None and isinstance(deduper, NearDeduper)  # sketched by the worker
+        if near:
+            deduper.prepare_sketched(packed.near[0], packed.near[1])  # type: ignore[index]
+        if packed.multi or self.multi or (deduper is not None and not near and not isinstance(deduper, ExactDeduper)):
+            self.take(packed.units(), source, original_of, packed.near[2].tolist() if near else None)  # type: ignore[index]
             return
         sid = self.source_id(source)
-        dups = deduper.check_many(packed.hashes, sid << _LOC_BITS, packed.lines) if deduper is not None else []
+        if near:
+            dups = deduper.check_many(packed.near[2].tolist(), sid << _LOC_BITS, packed.lines)  # type: ignore[index]
+        else:
+            dups = [(i, first, 1.0) for i, first in deduper.check_many(packed.hashes, sid << _LOC_BITS, packed.lines)] \
+                if deduper is not None else []
         blob, ends, rejects = memoryview(packed.blob), packed.ends, packed.rejects
         start = ri = 0  # blob offset of the first row not written yet; next reject
-        for i, first_loc in dups:
+        for i, first_loc, sim in dups:
             while ri < len(rejects) and rejects[ri][0] <= i:
                 self.quarantine(rejects[ri][1])
                 ri += 1
@@ -167,8 +180,8 @@ class Collector:
             if before > start:
                 self.out.fh.write(blob[start:before])
             start = ends[i]
-            self._duplicate(source, packed.lines[i], first_loc, "exact duplicate",
-                            original_of((packed.starts[i], packed.stops[i])))
+            what = "exact duplicate" if sim >= 1.0 else f"near-duplicate (similarity {sim:.2f})"
+            self._duplicate(source, packed.lines[i], first_loc, what, original_of((packed.starts[i], packed.stops[i])))
         for _, rejected in rejects[ri:]:
             self.quarantine(rejected)
         if len(blob) > start:
@@ -177,7 +190,7 @@ class Collector:
         self.out.count += written
         self.accepted += written
         if packed.strata is not None:
-            dup_rows = {i for i, _ in dups}
+            dup_rows = {d[0] for d in dups}
             self.strata.update(s for i, s in enumerate(packed.strata) if i not in dup_rows)
 
     # -- the end ---------------------------------------------------------------------------------

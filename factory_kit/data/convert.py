@@ -85,6 +85,8 @@ class ConvertConfig:
     columns: dict[str, str] = field(default_factory=dict)
     max_chars: int = 0
     dedup: str = "exact"
+    near_threshold: float = 0.85  # --dedup near: worker processes sketch rows with these
+    near_ngram: int = 3
     strat_key: str | None = None
     importer: dict[str, Any] = field(default_factory=dict)  # options of the format importer
 

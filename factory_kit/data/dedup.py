@@ -6,7 +6,9 @@ for Chinese, which has no spaces) with LSH banding to find candidates; a candida
 only when the estimated Jaccard similarity of the two sketches reaches the threshold. It is
 vectorised in numpy over blocks of rows and keeps per row 256 bytes of sketch plus 10 band
 table slots of 8 bytes (datasketch's MinHash objects and LSH sets, used before, took ~3.7 KB per
-row and ran 4-7x slower): bench/dedup_bench.py, docs/data.md.
+row and ran 4-7x slower): bench/dedup_bench.py, docs/data.md. On large JSON Lines files the
+import's worker processes sketch the rows (:meth:`NearDeduper.sketch_rows`) and the main process
+only looks them up and decides, in file order (:meth:`NearDeduper.check_many`): same result.
 """
 
 from __future__ import annotations
@@ -224,19 +226,41 @@ class NearDeduper:
                 table.add_many(keys[pos, j], rows)
             self._pending = []
 
+    def sketch_rows(self, texts: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a worker process hands over for :meth:`prepare_sketched`: (the kept 16 bits of
+        each sketch value (len, num_perm) uint16, band keys (len, bands) uint32, exact-dedup
+        hashes uint64), sketched 4096 rows at a time to bound the temporaries."""
+        n = len(texts)
+        sig16 = np.empty((n, self.num_perm), dtype=np.uint16)
+        keys = np.empty((n, self.bands), dtype=np.uint32)
+        for lo in range(0, n, 4096):
+            sig, k = self.sketch(texts[lo:lo + 4096])
+            sig16[lo:lo + len(sig)] = sig >> np.uint32(16)
+            keys[lo:lo + len(sig)] = k
+        exact = np.fromiter(map(xxhash.xxh3_64_intdigest, texts), dtype=np.uint64, count=n)
+        return sig16, keys, exact
+
     def prepare(self, texts: list[str | bytes]) -> None:
         """Sketch a block of rows and look them up at once; the next ``check`` calls with these
         same objects, in this order, use the result (any other text is prepared on its own)."""
         if not texts:
             return
-        self._flush()
         sig, keys = self.sketch(texts)
+        self._lookup(texts, (sig >> np.uint32(16)).astype(np.uint16), keys)
+
+    def prepare_sketched(self, sig16: np.ndarray, keys: np.ndarray) -> None:
+        """:meth:`prepare` for a block sketched elsewhere (:meth:`sketch_rows`, in a worker
+        process): its rows are then decided by :meth:`check_sketched`, in order."""
+        if len(sig16):
+            self._lookup([None] * len(sig16), sig16, keys.astype(np.uint64))
+
+    def _lookup(self, texts: list[Any], sig16: np.ndarray, keys: np.ndarray) -> None:
+        self._flush()
         found_q, found_r = [], []
         for j, table in enumerate(self._tables):
             q, r = table.get_many(keys[:, j])
             found_q.append(q)
             found_r.append(r)
-        sig16 = (sig >> np.uint32(16)).astype(np.uint16)
         best_row, best_sim = self._best_earlier(np.concatenate(found_q), np.concatenate(found_r), sig16, len(texts))
         # rows of this block sharing a band key with another row of it: compared in check
         flat = (keys + (np.arange(self.bands, dtype=np.uint64) << _M64(32))).ravel()
@@ -273,13 +297,45 @@ class NearDeduper:
         block = self._block
         if block is None or block[6] >= len(block[0]) or block[0][block[6]] is not text:
             self.prepare([text])
-            block = self._block
+        return self._decide(text, loc)
+
+    def check_sketched(self, exact_hash: int, loc: Any) -> tuple[Any, float] | None:
+        """``check`` for the next row of the block given to :meth:`prepare_sketched`."""
+        return self._decide(exact_hash, loc)
+
+    def check_many(self, hashes: list[int], base: int, lines: list[int]) -> list[tuple[int, Any, float]]:
+        """:meth:`check_sketched` for every row of the block (row i at location ``base |
+        lines[i]``), in one call: [(i, location of the row it duplicates, similarity)]."""
+        seen = self._exact._seen if self._exact is not None else None
+        near, dups = self._near, []
+        start = self._block[6]
+        self._block[6] = start + len(hashes)
+        for i, h in enumerate(hashes):
+            loc = base | lines[i]
+            if seen is not None:  # as ExactDeduper.check
+                first = seen.get(h)
+                if first is not None:
+                    dups.append((i, first, 1.0))
+                    continue
+                seen[h] = loc
+            hit = near(start + i, loc)
+            if hit is not None:
+                dups.append((i, hit[0], hit[1]))
+        return dups
+
+    def _decide(self, text: str | bytes | int, loc: Any) -> tuple[Any, float] | None:
+        block = self._block
         i = block[6]
         block[6] = i + 1
         if self._exact is not None:
             first = self._exact.check(text, loc)
             if first is not None:
                 return first, 1.0
+        return self._near(i, loc)
+
+    def _near(self, i: int, loc: Any) -> tuple[Any, float] | None:
+        """Row ``i`` of the prepared block: the most similar accepted row, or None (it is kept)."""
+        block = self._block
         sig16, members, groups = block[1][i], block[7], block[5][i]
         best_row, best_sim = block[3][i], block[4][i]  # among rows of earlier blocks
         if groups:  # rows of this block before it
@@ -295,7 +351,7 @@ class NearDeduper:
         self._chunks[-1][idx % self._chunk_rows] = sig16
         self._locs.append(loc)
         self._pending.append((i, idx))
-        for g in block[5][i]:
+        for g in groups:
             members.setdefault(g, []).append(idx)
         return None
 

@@ -328,6 +328,7 @@ def _run(path: str | Path, targets: list[Path] | str, name: str, fmt: str | None
     conv = Converter(ConvertConfig(
         fmt=fmt, width_policy=opts["width_policy"], t2s=bool(opts["t2s"]), kinds=kinds, columns=columns,
         max_chars=int(opts["max_chars"] or 0), dedup=opts["dedup"], strat_key=strat_key,
+        near_threshold=float(opts["near_threshold"]), near_ngram=int(opts["near_ngram"]),
         importer={"name": name, "cot_style": opts["cot_style"], "chunk_chars": opts["chunk_chars"],
                   "chunk_tokens": opts["chunk_tokens"], "tokenizer": opts["tokenizer"]}))
     deduper = dedup_mod.make(opts["dedup"], float(opts["near_threshold"]), int(opts["near_ngram"]))

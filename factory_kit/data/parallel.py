@@ -1,6 +1,9 @@
 """Worker processes for large JSON Lines files: each converts a block of lines and hands back a
 :class:`Packed` result (one bytes blob and int lists), so that passing it to the main process
 costs little per row. The main process dedups and writes it (:meth:`Collector.take_packed`).
+With ``--dedup near`` the workers also sketch each accepted row (the costly half of near dedup);
+the main process only looks the sketches up, in file order, so the result is the same as
+converting in one process.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
+from factory_kit.data import dedup as dedup_mod
 from factory_kit.data import readers
 from factory_kit.data.convert import Accepted, ConvertConfig, Converter, Rejected, Unit
 
@@ -25,7 +30,8 @@ PARALLEL_FORMATS = ("alpaca", "cot", "sharegpt", "openai")
 class Packed:
     """A block's accepted rows, in order, as slices of ``blob`` (row i ends at ``ends[i]``), with
     their lines, dedup hashes (-1: none), byte spans in the block (``starts``/``stops``, to rebuild
-    a duplicate's original), strata; ``rejects`` as (index of the accepted row they precede, unit)."""
+    a duplicate's original), strata; ``rejects`` as (index of the accepted row they precede, unit);
+    ``near``: with ``--dedup near``, the rows' sketches (:meth:`NearDeduper.sketch_rows`)."""
 
     blob: bytes = b""
     ends: list[int] = field(default_factory=list)
@@ -38,6 +44,7 @@ class Packed:
     rejects: list[tuple[int, Rejected]] = field(default_factory=list)
     redactions: dict[str, int] = field(default_factory=dict)
     notes: dict[str, int] = field(default_factory=dict)
+    near: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         """Units in the block (accepted and rejected): records read, for progress."""
@@ -60,19 +67,24 @@ class Packed:
 
 
 _WORKER: Converter | None = None
+_NEAR: dedup_mod.NearDeduper | None = None
 
 
 def _worker_init(config: ConvertConfig) -> None:
-    global _WORKER
+    global _WORKER, _NEAR
     # Ctrl-C reaches the whole process group: the main process handles it and ends the pool (with
     # SIGTERM, which must simply end a worker, not raise as the importer's handler does).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER = Converter(config)
+    if config.dedup == "near":  # same parameters (and seed) as the main process's deduper
+        _NEAR = dedup_mod.NearDeduper(threshold=config.near_threshold, ngram=config.near_ngram)
 
 
-def convert_block(conv: Converter, chunk: bytes, first_line: int, source: str, encoding: str) -> Packed:
-    """Convert one block of JSON Lines (``first_line``: the number of its first line)."""
+def convert_block(conv: Converter, chunk: bytes, first_line: int, source: str, encoding: str,
+                  near: dedup_mod.NearDeduper | None = None) -> Packed:
+    """Convert one block of JSON Lines (``first_line``: the number of its first line); ``near``:
+    sketch the accepted rows' near-dedup keys with it."""
     before = Counter(conv.redactor.counts) if conv.redactor else Counter()
     notes_before = Counter(conv.importer.notes)
     out = Packed(strata=[] if conv.strat_key else None)
@@ -83,7 +95,8 @@ def convert_block(conv: Converter, chunk: bytes, first_line: int, source: str, e
     fast_stratum = source if conv.strat_key else None
     utf8 = encoding in ("utf-8", "utf-8-sig")
     loads = orjson.loads
-    fast = conv.fast_row if conv.fast else None
+    fast = conv.fast_row if conv.fast and near is None else None
+    keys: list[bytes] = []
     pos = 0
     line = first_line - 1
     for data in chunk.split(b"\n"):
@@ -118,6 +131,7 @@ def convert_block(conv: Converter, chunk: bytes, first_line: int, source: str, e
                 out.rejects.append((len(lines), u))
                 continue
             blob.append(u.row)
+            keys.append(u.key)  # type: ignore[arg-type]
             size += len(u.row)
             ends.append(size)
             lines.append(u.line)
@@ -129,6 +143,8 @@ def convert_block(conv: Converter, chunk: bytes, first_line: int, source: str, e
                 out.multi.add(len(lines) - 1)
         pos = end
     out.blob = b"".join(blob)
+    if near is not None:
+        out.near = near.sketch_rows(keys)
     out.redactions = dict(conv.redactor.counts - before) if conv.redactor else {}
     out.notes = dict(conv.importer.notes - notes_before)
     return out
@@ -136,7 +152,7 @@ def convert_block(conv: Converter, chunk: bytes, first_line: int, source: str, e
 
 def _worker_block(chunk: bytes, first_line: int, source: str, encoding: str) -> Packed:
     assert _WORKER is not None
-    return convert_block(_WORKER, chunk, first_line, source, encoding)
+    return convert_block(_WORKER, chunk, first_line, source, encoding, _NEAR)
 
 
 def blocks(path: Path, config: ConvertConfig, source: str, encoding: str, workers: int,
@@ -171,8 +187,8 @@ def worker_count(fmt: str, opts: dict[str, Any], path: Any, encoding: str) -> in
     if workers is None:
         workers = min(os.cpu_count() or 1, 4)
     workers = int(workers)
-    if workers < 2 or fmt not in PARALLEL_FORMATS or opts["dedup"] == "near" \
-            or opts["limit"] or not isinstance(path, Path) or not path.is_file():
+    if workers < 2 or fmt not in PARALLEL_FORMATS or opts["limit"] or not isinstance(path, Path) \
+            or not path.is_file():
         return 0
     if path.stat().st_size < int(opts["parallel_min_bytes"]) or not readers.is_jsonl(path, encoding):
         return 0

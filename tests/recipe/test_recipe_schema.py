@@ -132,7 +132,7 @@ def test_export_keys_act_now_and_are_checked(tmp_path):
 
 
 @pytest.mark.parametrize("sets,message", [
-    (["export.gguf=q3_k"], r"`export.gguf: q3_k` is not a GGUF type factory-kit writes; use one or a list of "
+    (["export.gguf=q3_k"], r"`export.gguf: q3_k` is not a GGUF type factory-kit writes.*; use one or a list of "
                            r"f16, q8_0, q5_k_m, q4_k_m"),
     (["export.gguf=q4_k_m", "export.merge=false"], r"--set: `export.gguf` converts merged weights; set "
                                                    r"`export.merge: true`"),
