@@ -509,8 +509,22 @@ class Plan:
         settings = ", ".join(f"`{k}: {_yaml_value(v)}`" for k, v in self.changes.items())
         tokens = self.fixed_setup.tokens_per_step
         same = "same" if tokens == self.setup.tokens_per_step else "then"
+        missing = _missing_packages(self.changes)
         return (f"set {settings} (about {self.fixed.total:.0f} GB per GPU, {same} {tokens:,} tokens per "
-                "optimizer step)")
+                "optimizer step)" + (f"; needs {', '.join(missing)}, not installed here" if missing else ""))
+
+
+def _missing_packages(changes: dict) -> list[str]:
+    """What the changed settings need that this machine lacks (the advice says so, not `train` later)."""
+    import importlib.util
+
+    needed = ["liger-kernel"] if changes.get("llamafactory.enable_liger_kernel") else []
+    if changes.get("method") in catalog.methods():
+        needed += list(catalog.methods()[changes["method"]].packages)
+    if changes.get("hardware") in catalog.hardware():
+        needed += list(catalog.hardware()[changes["hardware"]].packages)
+    names = [re.split(r"[<>=!~\[; ]", n, maxsplit=1)[0] for n in needed]
+    return [n for n in names if importlib.util.find_spec(n.lower().replace("-", "_")) is None]
 
 
 def _yaml_value(value: Any) -> str:

@@ -223,3 +223,14 @@ def test_a_catalog_folder_adds_a_gpu_and_a_broken_row_fails_naming_it(tmp_path, 
     (tmp_path / "memory.yaml").write_text("fixes: [micro_batch]\n")
     with pytest.raises(FactoryKitError, match=r"memory.yaml: needs `quant_bytes`"):
         P.constants()
+
+
+def test_advice_names_the_packages_a_fix_needs_that_are_missing(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("liger_kernel", "bitsandbytes") else real(name, *a))
+    assert P._missing_packages({"llamafactory.enable_liger_kernel": True, "method": "qlora", "quant.bits": 4}) \
+        == ["liger-kernel", "bitsandbytes"]
+    assert P._missing_packages({"train.batch_size": 1, "train.grad_accum": 16}) == []
