@@ -40,7 +40,8 @@ def _read(path: Path) -> list[dict]:
 
 def _docs(project: Path, server: FaultServer, **kw) -> dict:
     corpus = project / "herbs.txt"
-    corpus.write_text(CORPUS, encoding="utf-8")
+    if not corpus.exists():  # written once: two runs in threads must not see it half-written
+        corpus.write_text(CORPUS, encoding="utf-8")
     opts = dict(mode="docs", source=str(corpus), name="gen", base_url=server.url, chunk_chars=80, questions=2,
                 concurrency=1)
     opts.update(kw)
@@ -202,6 +203,7 @@ def test_two_runs_sharing_one_journal(project, server):
         except BaseException as exc:  # noqa: BLE001  (shown by the assertion below)
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
+    (project / "herbs.txt").write_text(CORPUS, encoding="utf-8")
     threads = [threading.Thread(target=go, args=(n,)) for n in ("r1", "r2")]
     for t in threads:
         t.start()
